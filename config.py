@@ -1,0 +1,228 @@
+"""Settings from the environment (and `.env`), validated into one immutable value."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import phonenumbers
+from dotenv import dotenv_values
+
+from conversation import DEFAULT_COUNT_REPLY, DEFAULT_GREETING, MAX_BODY_CHARS, template_errors
+
+MIN_SECRET_CHARS = 32
+TWILIO_COOKIE_CAP_SECONDS = 4 * 3600
+# Sample keys from tutorials, docs and generators; a key copied from one is as good as public.
+WELL_KNOWN_SECRETS = frozenset(
+    s.lower()
+    for s in (
+        "change-me-to-a-long-random-string-of-32-chars",
+        "replace-this-with-a-long-random-secret-key",
+        "please-change-this-secret-key-in-production",
+        "this-is-a-very-secret-key-for-development",
+        "your-secret-key-here-make-it-long-and-random",
+        "super-secret-key-that-nobody-will-ever-guess",
+        "0123456789abcdef0123456789abcdef",
+        "abcdefghijklmnopqrstuvwxyz012345",
+        "12345678901234567890123456789012",
+        "keep it secret, keep it safe. keep it secret!",
+        "you-will-never-guess-this-secret-key-12345",
+    )
+)
+
+
+class ConfigError(ValueError):
+    """Settings that cannot start the service; one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    env: str
+    secret_key: str
+    secret_key_fallbacks: tuple[str, ...]
+    auth_tokens: tuple[str, ...]
+    public_url: str
+    trusted_proxies: int
+    idle_seconds: int
+    callers_file: str
+    default_region: str
+    host: str
+    port: int
+    greeting: str
+    count_reply: str
+    help_text: str
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def checks_signatures(self) -> bool:
+        return bool(self.auth_tokens)
+
+
+def read_environment(overrides: Mapping[str, str] | None = None, dotenv: str = ".env") -> dict:
+    """Merge `.env` (lowest), the process environment, then `overrides` (highest)."""
+    values = {k: v for k, v in dotenv_values(dotenv).items() if v is not None}
+    values.update(os.environ)
+    values.update(overrides or {})
+    return values
+
+
+def secret_problem(name: str, key: str) -> str:
+    """Return why a signing key is unfit ('' when it is fine)."""
+    if len(key) < MIN_SECRET_CHARS:
+        return (
+            f"{name} is {len(key)} characters; use at least {MIN_SECRET_CHARS}, e.g. the output of "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    if key.lower() in WELL_KNOWN_SECRETS or len(set(key)) < 8:
+        return f"{name} is a well-known or trivially guessable value; generate a random one"
+    return ""
+
+
+def development_secret(path: Path) -> str:
+    """Return the development signing key kept at `path`, creating it once."""
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+        if not secret_problem("", key):
+            return key
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+    return key
+
+
+def _integer(env: Mapping, name: str, default: int, low: int, high: int, why: str, problems: list):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        problems.append(f"{name}={raw!r} is not a whole number; {why}")
+        return default
+    if not low <= value <= high:
+        problems.append(f"{name}={value} is out of range {low}..{high}; {why}")
+        return default
+    return value
+
+
+def _template(env: Mapping, name: str, default: str, problems: list) -> str:
+    value = env.get(name, "") or default
+    for problem in template_errors(value):
+        problems.append(f"{name}: {problem}")
+    if len(value) > MAX_BODY_CHARS:
+        problems.append(f"{name} is longer than Twilio's {MAX_BODY_CHARS}-character limit")
+    return value
+
+
+def load_settings(env: Mapping[str, str], dev_secret_file: Path) -> Settings:
+    """Validate the environment into Settings; raise ConfigError naming every bad variable."""
+    problems: list[str] = []
+    warnings: list[str] = []
+
+    mode = env.get("RESPONDER_ENV", "").strip().lower() or "production"
+    if mode not in ("development", "production"):
+        problems.append(f"RESPONDER_ENV={mode!r}: use 'development' or 'production'")
+        mode = "production"
+    production = mode == "production"
+
+    secret_key = env.get("SECRET_KEY", "").strip()
+    if secret_key:
+        if problem := secret_problem("SECRET_KEY", secret_key):
+            problems.append(problem)
+    elif production:
+        problems.append(
+            "SECRET_KEY is not set; production needs a random key of at least 32 characters "
+            "shared by every instance"
+        )
+    else:
+        secret_key = development_secret(dev_secret_file)
+
+    fallbacks = tuple(k.strip() for k in env.get("SECRET_KEY_FALLBACKS", "").split(",") if k.strip())
+    for i, key in enumerate(fallbacks, 1):
+        if problem := secret_problem(f"SECRET_KEY_FALLBACKS (key {i})", key):
+            problems.append(problem)
+
+    tokens = tuple(
+        t
+        for t in (env.get("TWILIO_AUTH_TOKEN", "").strip(), env.get("TWILIO_AUTH_TOKEN_SECONDARY", "").strip())
+        if t
+    )
+    if env.get("TWILIO_AUTH_TOKEN_SECONDARY", "").strip() and not env.get("TWILIO_AUTH_TOKEN", "").strip():
+        problems.append("TWILIO_AUTH_TOKEN_SECONDARY is set without TWILIO_AUTH_TOKEN; set the primary too")
+    if production and not tokens:
+        problems.append(
+            "TWILIO_AUTH_TOKEN is not set; production checks every webhook's X-Twilio-Signature "
+            "(find the token in the Twilio Console under Account > API keys & tokens)"
+        )
+    if not production and not tokens:
+        warnings.append(
+            "TWILIO_AUTH_TOKEN is not set: webhook signatures are NOT checked. "
+            "Anyone who can reach this server can post to /sms. Development only."
+        )
+
+    public_url = env.get("PUBLIC_URL", "").strip().rstrip("/")
+    if public_url:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            problems.append(
+                f"PUBLIC_URL={public_url!r}: give the base URL Twilio calls, e.g. https://sms.example.com"
+            )
+
+    trusted_proxies = _integer(
+        env, "TRUSTED_PROXIES", 0, 0, 10, "the number of reverse proxies in front of the service", problems
+    )
+    idle_seconds = _integer(
+        env,
+        "CONVERSATION_IDLE_SECONDS",
+        TWILIO_COOKIE_CAP_SECONDS,
+        1,
+        TWILIO_COOKIE_CAP_SECONDS,
+        "Twilio keeps a conversation's cookie for at most 4 hours (14400 s)",
+        problems,
+    )
+    port = _integer(env, "PORT", 5000, 1, 65535, "a TCP port", problems)
+
+    region = env.get("DEFAULT_REGION", "").strip().upper() or "US"
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        problems.append(f"DEFAULT_REGION={region!r} is not a two-letter region code such as US or GB")
+
+    settings = Settings(
+        env=mode,
+        secret_key=secret_key,
+        secret_key_fallbacks=fallbacks,
+        auth_tokens=tokens,
+        public_url=public_url,
+        trusted_proxies=trusted_proxies,
+        idle_seconds=idle_seconds,
+        callers_file=env.get("CALLERS_FILE", "").strip(),
+        default_region=region,
+        host=env.get("HOST", "").strip() or "127.0.0.1",
+        port=port,
+        greeting=_template(env, "GREETING_TEMPLATE", DEFAULT_GREETING, problems),
+        count_reply=_template(env, "COUNT_REPLY_TEMPLATE", DEFAULT_COUNT_REPLY, problems),
+        help_text=env.get("HELP_TEXT", "").strip(),
+        warnings=tuple(warnings),
+    )
+    if len(settings.help_text) > MAX_BODY_CHARS:
+        problems.append(f"HELP_TEXT is longer than Twilio's {MAX_BODY_CHARS}-character limit")
+    if problems:
+        raise ConfigError(problems)
+    return settings

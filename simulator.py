@@ -1,0 +1,261 @@
+"""A Twilio-faithful phone: builds, signs and delivers inbound-message webhooks, with Twilio's cookie jar."""
+
+from __future__ import annotations
+
+import http.client
+import secrets
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from http.cookies import CookieError, SimpleCookie
+from urllib.parse import urlencode, urlsplit
+
+from twilio.request_validator import RequestValidator
+
+TWILIO_COOKIE_CAP_SECONDS = 4 * 3600  # Twilio forgets a pair's cookies after 4 hours at most
+API_VERSION = "2010-04-01"
+
+GSM7_BASIC = (
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = "^{}\\[~]|€\f"
+
+
+def segment_count(text: str) -> int:
+    """Count the SMS segments a body needs: GSM-7 160/153 per segment, else UCS-2 70/67."""
+    if all(c in GSM7_BASIC or c in GSM7_EXTENDED for c in text):
+        units, single, multi = sum(2 if c in GSM7_EXTENDED else 1 for c in text), 160, 153
+    else:
+        units, single, multi = len(text.encode("utf-16-le")) // 2, 70, 67
+    if units <= single:
+        return 1
+    return -(-units // multi)
+
+
+def parse_duration(text: str) -> float:
+    """Parse '90s', '15m', '4h', '1d' or plain seconds into seconds."""
+    text = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units:
+        return float(text[:-1]) * units[text[-1]]
+    return float(text)
+
+
+class ManualClock:
+    """A clock that only moves when told to; call it for the current time."""
+
+    def __init__(self, start: float | None = None):
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class StoredCookie:
+    value: str
+    expires_at: float
+
+
+@dataclass
+class Reply:
+    """What the webhook answered, parsed as Twilio would read it."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    set_cookies: list[str]
+    sid: str
+
+    @property
+    def root(self) -> ET.Element | None:
+        try:
+            return ET.fromstring(self.body)
+        except ET.ParseError:
+            return None
+
+    @property
+    def messages(self) -> list[str]:
+        """The texts of the TwiML <Message> verbs, in order."""
+        root = self.root
+        if root is None or root.tag != "Response":
+            return []
+        return ["".join(m.itertext()) for m in root.iter("Message")]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.messages)
+
+    @property
+    def segments(self) -> int:
+        return sum(segment_count(m) for m in self.messages)
+
+
+class FlaskTransport:
+    """Deliver webhooks to a Flask app in the same process (its test client, no cookie jar)."""
+
+    def __init__(self, app):
+        self.client = app.test_client(use_cookies=False)
+
+    def request(self, method: str, url: str, headers: dict, body: bytes):
+        parts = urlsplit(url)
+        response = self.client.open(
+            parts.path + (f"?{parts.query}" if parts.query else ""),
+            base_url=f"{parts.scheme}://{parts.netloc}",
+            method=method,
+            headers=headers,
+            data=body,
+        )
+        return response.status_code, response.headers.to_wsgi_list(), response.get_data()
+
+
+class HttpTransport:
+    """Deliver webhooks over real HTTP, to `target` when given, else to the URL's own host."""
+
+    def __init__(self, target: str | None = None, timeout: float = 15.0):
+        self.target = urlsplit(target) if target else None
+        self.timeout = timeout  # Twilio gives up after 15 seconds
+
+    def request(self, method: str, url: str, headers: dict, body: bytes):
+        parts = self.target or urlsplit(url)
+        own = urlsplit(url)
+        connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(parts.hostname, parts.port, timeout=self.timeout)
+        try:
+            path = own.path + (f"?{own.query}" if own.query else "")
+            connection.request(method, path, body=body or None, headers={"Host": own.netloc, **headers})
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
+
+
+@dataclass
+class Simulator:
+    """Play Twilio toward one webhook URL: parameters, signatures and one cookie jar per number pair."""
+
+    transport: object
+    url: str
+    token: str = ""
+    account_sid: str = field(default_factory=lambda: "AC" + secrets.token_hex(16))
+    clock: Callable[[], float] = time.time
+    method: str = "POST"
+    jars: dict[tuple[str, str], dict[str, StoredCookie]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def params(self, body: str, sender: str, to: str, media: Iterable[str] = (), sid: str = "") -> dict:
+        """Build the parameters Twilio posts for one inbound message."""
+        media = list(media)
+        sid = sid or ("MM" if media else "SM") + secrets.token_hex(16)
+        params = {
+            "ToCountry": "", "ToState": "", "SmsMessageSid": sid, "NumMedia": str(len(media)),
+            "ToCity": "", "FromZip": "", "SmsSid": sid, "FromState": "", "SmsStatus": "received",
+            "FromCity": "", "Body": body, "FromCountry": "", "To": to, "ToZip": "",
+            "NumSegments": str(segment_count(body)), "MessageSid": sid, "AccountSid": self.account_sid,
+            "From": sender, "ApiVersion": API_VERSION,
+        }  # fmt: skip
+        for i, url in enumerate(media):
+            params[f"MediaUrl{i}"] = url
+            params[f"MediaContentType{i}"] = "image/jpeg"
+        return params
+
+    def cookie_header(self, sender: str, to: str) -> str:
+        """Return the Cookie header Twilio would send for this pair now ('' for none)."""
+        now = self.clock()
+        with self.lock:
+            jar = self.jars.get((sender, to), {})
+            for name in [n for n, c in jar.items() if c.expires_at <= now]:
+                del jar[name]
+            return "; ".join(f"{name}={c.value}" for name, c in jar.items())
+
+    def store_cookies(self, sender: str, to: str, set_cookies: list[str]) -> None:
+        """Keep what the webhook set, honouring Max-Age/Expires and Twilio's 4-hour cap."""
+        now = self.clock()
+        with self.lock:
+            jar = self.jars.setdefault((sender, to), {})
+            for header in set_cookies:
+                parsed = SimpleCookie()
+                try:
+                    parsed.load(header)
+                except CookieError:
+                    continue
+                for name, morsel in parsed.items():
+                    expires_at = now + TWILIO_COOKIE_CAP_SECONDS
+                    if morsel["max-age"]:
+                        expires_at = min(expires_at, now + int(morsel["max-age"]))
+                    elif morsel["expires"]:
+                        # Expires is wall-clock time; measure it from the real now, apply it on our clock.
+                        left = parsedate_to_datetime(morsel["expires"]).timestamp() - time.time()
+                        expires_at = min(expires_at, now + left)
+                    if expires_at <= now or not morsel.value:
+                        jar.pop(name, None)
+                    else:
+                        jar[name] = StoredCookie(morsel.value, expires_at)
+
+    def prepare(self, params: dict, cookie: str) -> tuple[str, dict, bytes]:
+        """Return (url, headers, body) for one signed webhook request."""
+        headers = {}
+        if self.method == "GET":
+            separator = "&" if urlsplit(self.url).query else "?"
+            url, body, signed_params = self.url + separator + urlencode(params), b"", {}
+        else:
+            url, body, signed_params = self.url, urlencode(params).encode(), params
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        if self.token:
+            headers["X-Twilio-Signature"] = RequestValidator(self.token).compute_signature(url, signed_params)
+        if cookie:
+            headers["Cookie"] = cookie
+        headers["User-Agent"] = "TwilioProxy/1.1"
+        return url, headers, body
+
+    def deliver(self, params: dict, cookie: str | None = None) -> Reply:
+        """Deliver prepared parameters with the pair's cookie (or the one given) and keep what comes back."""
+        sender, to = params["From"], params["To"]
+        if cookie is None:
+            cookie = self.cookie_header(sender, to)
+        url, headers, body = self.prepare(params, cookie)
+        status, response_headers, data = self.transport.request(self.method, url, headers, body)
+        set_cookies = [v for k, v in response_headers if k.lower() == "set-cookie"]
+        if status == 200:  # Twilio keeps cookies only from a successful answer
+            self.store_cookies(sender, to, set_cookies)
+        flat = {k.lower(): v for k, v in response_headers}
+        return Reply(status, data, flat, set_cookies, params["MessageSid"])
+
+    def send(self, body: str, sender: str, to: str, media: Iterable[str] = (), sid: str = "") -> Reply:
+        """Text `body` from `sender` to `to`, as Twilio would deliver it."""
+        return self.deliver(self.params(body, sender, to, media, sid))
+
+    def retry(self, reply: Reply, body: str, sender: str, to: str) -> Reply:
+        """Deliver the message behind `reply` again with the same MessageSid, as Twilio's retry does."""
+        return self.send(body, sender, to, sid=reply.sid)
+
+    def send_together(self, bodies: list[str], sender: str, to: str) -> list[Reply]:
+        """Deliver several messages at once, all carrying the same cookie; the last answer's cookie wins."""
+        cookie = self.cookie_header(sender, to)
+        batch = [self.params(b, sender, to) for b in bodies]
+        replies: list[Reply | None] = [None] * len(batch)
+
+        def run(i: int) -> None:
+            replies[i] = self.deliver(batch[i], cookie=cookie)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(batch))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return replies  # type: ignore[return-value]
+
+    def cookie_size(self, sender: str, to: str) -> int:
+        return len(self.cookie_header(sender, to))
+
+    def forget(self, sender: str, to: str) -> None:
+        """Drop a pair's cookies (a new phone, or Twilio's cap)."""
+        with self.lock:
+            self.jars.pop((sender, to), None)

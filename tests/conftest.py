@@ -1,0 +1,97 @@
+"""Fixtures that play Twilio toward an app built with the test's own settings."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from responder import COOKIE_NAME, create_app
+from simulator import FlaskTransport, ManualClock, Simulator, StoredCookie
+
+# Literal keys live only in test code.
+SECRET = "test-secret-3f9a1c7e5b2d8a4f6c0e9b1d7a3f5c8e"
+OTHER_SECRET = "test-secret-other-8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
+TOKEN = "0123456789abcdef0123456789abcdef"
+SECONDARY_TOKEN = "fedcba9876543210fedcba9876543210"
+WEBHOOK_URL = "https://sms.example.com/sms"
+
+ALICE, BOB, CAROL = "+15005550101", "+15005550102", "+15005550103"
+SERVICE, OTHER_SERVICE = "+15005550199", "+15005550198"
+
+SETTINGS_VARIABLES = (
+    "RESPONDER_ENV SECRET_KEY SECRET_KEY_FALLBACKS TWILIO_AUTH_TOKEN TWILIO_AUTH_TOKEN_SECONDARY "
+    "PUBLIC_URL TRUSTED_PROXIES CONVERSATION_IDLE_SECONDS CALLERS_FILE DEFAULT_REGION HOST PORT "
+    "GREETING_TEMPLATE COUNT_REPLY_TEMPLATE HELP_TEXT"
+).split()
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch, tmp_path):
+    """Keep the developer's environment and `.env` out of the tests."""
+    for name in SETTINGS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def clock():
+    return ManualClock(start=1_800_000_000.0)
+
+
+@pytest.fixture
+def make_app(clock, tmp_path):
+    """Build an app: production settings with a test key and token, plus the test's overrides."""
+
+    def make(**overrides):
+        settings = {
+            "RESPONDER_ENV": "production",
+            "SECRET_KEY": SECRET,
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "CLOCK": clock,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+        }
+        settings.update(overrides)
+        return create_app(settings)
+
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def make_phone(clock):
+    """Build a simulated Twilio toward an app (in-process) with its own cookie jars."""
+
+    def make(app, url=WEBHOOK_URL, token=TOKEN, method="POST"):
+        return Simulator(FlaskTransport(app), url, token=token, clock=clock, method=method)
+
+    return make
+
+
+@pytest.fixture
+def twilio(app, make_phone):
+    return make_phone(app)
+
+
+@pytest.fixture
+def webhook_log(caplog):
+    """The webhook's log records, one per request."""
+    caplog.set_level(logging.INFO, logger="responder")
+
+    def records():
+        return [r.webhook for r in caplog.records if hasattr(r, "webhook")]
+
+    return records
+
+
+def plant_cookie(phone: Simulator, sender: str, to: str, value: str, clock) -> None:
+    """Put a cookie in a pair's jar, as a client that ignores expiry (or an attacker) would."""
+    phone.jars.setdefault((sender, to), {})[COOKIE_NAME] = StoredCookie(value, clock() + 10**6)
+
+
+def cookie_of(phone: Simulator, sender: str, to: str) -> str:
+    return phone.jars[(sender, to)][COOKIE_NAME].value
