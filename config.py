@@ -162,7 +162,10 @@ def load_settings(env: Mapping[str, str], dev_secret_file: Path) -> Settings:
 
     tokens = tuple(
         t
-        for t in (env.get("TWILIO_AUTH_TOKEN", "").strip(), env.get("TWILIO_AUTH_TOKEN_SECONDARY", "").strip())
+        for t in (
+            env.get("TWILIO_AUTH_TOKEN", "").strip(),
+            env.get("TWILIO_AUTH_TOKEN_SECONDARY", "").strip(),
+        )
         if t
     )
     if env.get("TWILIO_AUTH_TOKEN_SECONDARY", "").strip() and not env.get("TWILIO_AUTH_TOKEN", "").strip():

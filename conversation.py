@@ -13,9 +13,7 @@ DEFAULT_COUNT_REPLY = "Hi {name}, this is message #{count} in our conversation."
 RESET_REPLY = "Your conversation has been reset. Your next message starts a new one."
 DEFAULT_NAME = "Friend"
 
-OPT_OUT_KEYWORDS = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
-)
+OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
 OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
 HELP_KEYWORDS = frozenset({"HELP", "INFO"})
 RESET_KEYWORDS = frozenset({"RESET"})

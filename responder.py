@@ -146,9 +146,7 @@ def save_conversation(cookie, conversation: Conversation | None, pair: str, now:
     """Write the conversation into the cookie, or delete it."""
     cookie.clear()
     if conversation is not None:
-        cookie.update(
-            v=COOKIE_VERSION, p=pair, n=conversation.count, m=conversation.last_message, t=int(now)
-        )
+        cookie.update(v=COOKIE_VERSION, p=pair, n=conversation.count, m=conversation.last_message, t=int(now))
     cookie.modified = True
 
 
@@ -158,6 +156,12 @@ def save_conversation(cookie, conversation: Conversation | None, pair: str, now:
 def _with_base(url: str, scheme: str | None = None, netloc: str | None = None) -> str:
     parts = urlsplit(url)
     return urlunsplit((scheme or parts.scheme, netloc or parts.netloc, parts.path, parts.query, ""))
+
+
+def _without_query(url: str) -> str:
+    """Shorten a URL for the logs: a GET webhook's query holds phone numbers and the body."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "…" if parts.query else "", ""))
 
 
 class SignatureGuard:
@@ -191,26 +195,33 @@ class SignatureGuard:
         parts = urlsplit(checked)
         forwarded_proto = req.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
         forwarded_host = req.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-        variants = [
-            (_with_base(checked, scheme="https" if parts.scheme == "http" else "http"), "scheme"),
-            (_with_base(checked, netloc=parts.hostname or ""), "port"),
-        ]
+        forwarded_port = req.headers.get("X-Forwarded-Port", "").split(",")[0].strip()
+        variants = [(_with_base(checked, scheme="https" if parts.scheme == "http" else "http"), "scheme")]
+        if forwarded_port.isdigit():
+            variants.append((_with_base(checked, netloc=f"{parts.hostname}:{forwarded_port}"), "port"))
         if forwarded_proto or forwarded_host:
-            variants.append((_with_base(checked, forwarded_proto or None, forwarded_host or None), "forwarded"))
+            variants.append(
+                (_with_base(checked, forwarded_proto or None, forwarded_host or None), "forwarded")
+            )
             variants.append((_with_base(checked, "https", forwarded_host or None), "forwarded"))
         if self.public_url:
             variants.append((req.url, "request"))
         advice = {
             "scheme": "set PUBLIC_URL to the exact base URL in the Twilio Console, or TRUSTED_PROXIES "
             "to the number of proxies that set X-Forwarded-Proto",
-            "port": "set PUBLIC_URL to the exact base URL in the Twilio Console (without the internal port)",
+            "port": "set PUBLIC_URL to the exact base URL in the Twilio Console, port included",
             "forwarded": "set TRUSTED_PROXIES to the number of proxies in front of the service, or PUBLIC_URL",
             "request": "PUBLIC_URL does not match the URL Twilio calls; correct or unset it",
         }
         for url, kind in variants:
             if url != checked and self.signs(url, params, signature):
-                return f"signature matches {url} but {checked} was checked: {advice[kind]}; request refused"
-        return f"signature does not match {checked} under any known variant (wrong auth token?)"
+                return (
+                    f"signature matches {_without_query(url)} but {_without_query(checked)} was checked: "
+                    f"{advice[kind]}; request refused"
+                )
+        return (
+            f"signature does not match {_without_query(checked)} under any known variant (wrong auth token?)"
+        )
 
 
 # ---- caller directory -----------------------------------------------------------------------
@@ -269,7 +280,9 @@ def configure_logging(production: bool) -> None:
     if production:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s %(webhook)s", defaults={"webhook": ""}))
+        handler.setFormatter(
+            logging.Formatter("%(levelname)s %(message)s %(webhook)s", defaults={"webhook": ""})
+        )
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = True
@@ -347,18 +360,23 @@ def create_app(overrides: Mapping | None = None) -> Flask:
         directory.current()
         if directory.problem:
             return {"status": "unavailable", "failing": {"caller_directory": directory.problem}}, 503
-        return {"status": "ready", "signature_checks": guard.validators != [], "callers": len(directory.directory)}
+        return {
+            "status": "ready",
+            "signature_checks": guard.validators != [],
+            "callers": len(directory.directory),
+        }
 
     def sms():
         started = time.perf_counter()
         if request.method == "POST" and request.mimetype != FORM_MIMETYPE:
             abort(415, f"send the webhook as {FORM_MIMETYPE} (Twilio's default)")
         params = request.form if request.method == "POST" else request.args
+        signed = request.form if request.method == "POST" else {}  # a GET's parameters are in its URL
         sid = params.get("MessageSid", "")[:64]
-        if guard.validators and not guard.is_valid(request, params):
+        if guard.validators and not guard.is_valid(request, signed):
+            why = guard.diagnose(request, signed)
             log.warning(
-                "webhook refused",
-                extra={"webhook": {"sid": sid, "outcome": "refused:signature", "why": guard.diagnose(request, params)}},
+                "webhook refused", extra={"webhook": {"sid": sid, "outcome": "refused:signature", "why": why}}
             )
             abort(403, "invalid or missing X-Twilio-Signature")
         sender, recipient = params.get("From", "").strip(), params.get("To", "").strip()

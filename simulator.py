@@ -126,7 +126,9 @@ class HttpTransport:
     def request(self, method: str, url: str, headers: dict, body: bytes):
         parts = self.target or urlsplit(url)
         own = urlsplit(url)
-        connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        connection_class = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
         connection = connection_class(parts.hostname, parts.port, timeout=self.timeout)
         try:
             path = own.path + (f"?{own.query}" if own.query else "")

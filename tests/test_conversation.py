@@ -16,8 +16,8 @@ from conversation import (
 TEXTS = Texts()
 
 
-def say(body="hello", conversation=Conversation(), texts=TEXTS, **fields):
-    return step(conversation, Inbound(body=body, **fields), texts)
+def say(body="hello", conversation=None, texts=TEXTS, **fields):
+    return step(conversation or Conversation(), Inbound(body=body, **fields), texts)
 
 
 def test_first_message_gets_the_greeting_and_the_next_the_count():
@@ -32,7 +32,10 @@ def test_first_message_gets_the_greeting_and_the_next_the_count():
 @pytest.mark.parametrize(
     ("body", "group"),
     [
-        *[(w, "STOP") for w in ["STOP", "stopall", "Unsubscribe", "CANCEL", "end", "QUIT", "revoke", "OPTOUT"]],
+        *[
+            (w, "STOP")
+            for w in ["STOP", "stopall", "Unsubscribe", "CANCEL", "end", "QUIT", "revoke", "OPTOUT"]
+        ],
         *[(w, "START") for w in ["START", "yes", "Unstop"]],
         ("HELP", "HELP"),
         ("info", "HELP"),
@@ -49,7 +52,12 @@ def test_keywords_match_the_whole_body_case_insensitively(body, group):
 
 @pytest.mark.parametrize(
     ("opt_out_type", "body", "group"),
-    [("STOP", "please no more", "STOP"), ("START", "hello", "START"), ("HELP", "STOP", "HELP"), ("", "STOP", "STOP")],
+    [
+        ("STOP", "please no more", "STOP"),
+        ("START", "hello", "START"),
+        ("HELP", "STOP", "HELP"),
+        ("", "STOP", "STOP"),
+    ],
 )
 def test_opt_out_type_wins_over_the_body(opt_out_type, body, group):
     assert keyword_of(Inbound(body=body, opt_out_type=opt_out_type)) == group
@@ -92,7 +100,9 @@ def test_messages_without_a_sid_are_never_taken_for_retries():
     assert say("two", state).conversation.count == 2
 
 
-@pytest.mark.parametrize(("num_media", "note"), [(1, "We got your 1 attachment."), (3, "We got your 3 attachments.")])
+@pytest.mark.parametrize(
+    ("num_media", "note"), [(1, "We got your 1 attachment."), (3, "We got your 3 attachments.")]
+)
 def test_media_counts_and_is_acknowledged(num_media, note):
     result = say("", Conversation(count=1), num_media=num_media)
     assert result.conversation.count == 2
@@ -107,7 +117,9 @@ def test_replies_stay_within_twilios_limit():
 
 def test_placeholders_fill_name_count_and_to():
     texts = Texts(count_reply="{name} #{count} via {to}")
-    assert say("x", Conversation(count=1), texts, name="Bo", to="+15005550199").reply == "Bo #2 via +15005550199"
+    assert (
+        say("x", Conversation(count=1), texts, name="Bo", to="+15005550199").reply == "Bo #2 via +15005550199"
+    )
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,75 @@
+"""Bad requests get a clear 4xx and never a 5xx."""
+
+import pytest
+from conftest import ALICE, SERVICE, TOKEN, WEBHOOK_URL
+
+from simulator import RequestValidator
+
+
+def signed_post(client, data, url=WEBHOOK_URL, **kwargs):
+    signature = RequestValidator(TOKEN).compute_signature(url, data)
+    return client.post(
+        "/sms",
+        base_url="https://sms.example.com",
+        data=data,
+        headers={"X-Twilio-Signature": signature},
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "missing"),
+    [
+        ({"To": SERVICE, "Body": "hi"}, "From"),
+        ({"From": ALICE, "Body": "hi"}, "To"),
+        ({"From": "", "To": SERVICE}, "From"),
+        ({"From": ALICE, "To": "  "}, "To"),
+        ({"Body": "hi"}, "From and To"),
+    ],
+)
+def test_missing_numbers_are_a_400_naming_the_field(app, data, missing):
+    answer = signed_post(app.test_client(), data)
+    assert answer.status_code == 400
+    assert answer.mimetype == "text/plain"
+    assert f"missing {missing}" in answer.get_data(as_text=True)
+
+
+def test_a_body_over_64_kib_is_a_413(app):
+    answer = signed_post(app.test_client(), {"From": ALICE, "To": SERVICE, "Body": "x" * (64 * 1024 + 1)})
+    assert answer.status_code == 413
+    assert answer.mimetype == "text/plain"
+
+
+def test_a_body_just_under_the_limit_is_answered(app):
+    answer = signed_post(app.test_client(), {"From": ALICE, "To": SERVICE, "Body": "x" * 60_000})
+    assert answer.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("application/json", b'{"From": "+15005550101"}'), ("text/plain", b"From=%2B15005550101"),
+     ("multipart/form-data; boundary=x", b"--x--")],
+)  # fmt: skip
+def test_a_post_that_is_not_form_encoded_is_a_415(app, content_type, body):
+    answer = app.test_client().post("/sms", data=body, headers={"Content-Type": content_type})
+    assert answer.status_code == 415
+    assert "application/x-www-form-urlencoded" in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_are_a_405(app, method):
+    answer = app.test_client().open("/sms", method=method)
+    assert answer.status_code == 405
+    assert set(answer.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_errors_are_plain_text_and_show_no_secrets(app):
+    answer = app.test_client().post("/sms", data={"From": ALICE, "To": SERVICE})
+    text = answer.get_data(as_text=True)
+    assert answer.status_code == 403 and answer.mimetype == "text/plain"
+    assert TOKEN not in text and app.secret_key not in text and "<html" not in text.lower()
+
+
+def test_unknown_paths_are_a_plain_404(app):
+    answer = app.test_client().get("/nope")
+    assert answer.status_code == 404 and answer.mimetype == "text/plain"

@@ -1,0 +1,130 @@
+"""The signed conversation cookie: what it holds, how it fails safe, rotation, expiry and size."""
+
+import base64
+import json
+import zlib
+
+import pytest
+from conftest import ALICE, BOB, OTHER_SECRET, SECRET, SERVICE, cookie_of, plant_cookie
+
+GREETING = "Hi Friend, welcome! Text RESET any time to start over."
+
+
+def payload(cookie: str) -> dict:
+    """Decode a cookie's payload without checking its signature, as anyone holding it could."""
+    is_compressed = cookie.startswith(".")
+    data = cookie.lstrip(".").split(".")[0]
+    raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    return json.loads(zlib.decompress(raw) if is_compressed else raw)
+
+
+def talk(phone, n, sender=ALICE, to=SERVICE):
+    for i in range(n):
+        reply = phone.send(f"message {i}", sender, to)
+    return reply
+
+
+def test_the_cookie_holds_no_names_bodies_or_raw_numbers(make_app, make_phone, tmp_path):
+    directory = tmp_path / "callers.csv"
+    directory.write_text("number,name\n+15005550101,Ada Lovelace\n")
+    phone = make_phone(make_app(CALLERS_FILE=str(directory)))
+    phone.send("meet me at the usual place", ALICE, SERVICE)
+    cookie = cookie_of(phone, ALICE, SERVICE)
+    decoded = json.dumps(payload(cookie))
+    for secret in ["Ada", "usual place", ALICE, ALICE[1:], SERVICE[1:], "5550101"]:
+        assert secret not in decoded and secret not in cookie
+    assert set(payload(cookie)) == {"v", "p", "n", "m", "t"}
+    assert payload(cookie)["v"] == 1 and payload(cookie)["n"] == 1
+
+
+def forged(app, data):
+    return app.session_interface.get_signing_serializer(app).dumps(data)
+
+
+def bad_cookies(app, make_app, phone, clock):
+    """Each way a cookie can go wrong, as (reason, value)."""
+    phone.send("hello", ALICE, SERVICE)
+    good = cookie_of(phone, ALICE, SERVICE)
+    rest = good.lstrip(".").split(".", 1)[1]
+    tampered_data = payload(good) | {"n": 999}
+    tampered = base64.urlsafe_b64encode(json.dumps(tampered_data).encode()).decode().rstrip("=") + "." + rest
+    foreign_app = make_app(SECRET_KEY=OTHER_SECRET)
+    foreign = forged(foreign_app, payload(good))
+    bob_phone_cookie = forged(app, payload(good))  # valid, but bound to Alice's pair
+    return {
+        "tampered": ("bad_signature", tampered),
+        "foreign key": ("bad_signature", foreign),
+        "expired": ("expired", forged(app, payload(good) | {"t": int(clock()) - 14401})),
+        "other pair": ("other_pair", bob_phone_cookie),
+        "old format": ("old_format", forged(app, {"counter": 7})),
+        "older version": ("old_format", forged(app, payload(good) | {"v": 0})),
+        "wrong types": ("old_format", forged(app, payload(good) | {"n": "7"})),
+        "garbage": ("garbage", "%%%not-a-cookie%%%"),
+        "not a mapping": ("bad_signature", forged(app, [1, 2, 3])),
+    }
+
+
+@pytest.mark.parametrize(
+    "case", ["tampered", "foreign key", "expired", "other pair", "old format", "older version", "wrong types",
+             "garbage", "not a mapping"])  # fmt: skip
+def test_a_bad_cookie_starts_a_fresh_conversation_and_says_why(
+    app, make_app, twilio, clock, webhook_log, case
+):
+    reason, value = bad_cookies(app, make_app, twilio, clock)[case]
+    sender = BOB if case == "other pair" else ALICE
+    plant_cookie(twilio, sender, SERVICE, value, clock)
+    reply = twilio.send("hi", sender, SERVICE)
+    assert reply.status == 200
+    assert reply.text == GREETING
+    assert webhook_log()[-1]["fresh"] == reason
+    assert twilio.send("again", sender, SERVICE).text.endswith("message #2 in our conversation.")
+
+
+def test_idle_expiry_restarts_the_conversation(twilio, clock):
+    talk(twilio, 3)
+    clock.advance(14400 - 1)
+    assert "#4" in twilio.send("still here", ALICE, SERVICE).text  # the idle clock restarted with #3
+    clock.advance(14400 + 1)
+    assert twilio.send("back after a while", ALICE, SERVICE).text == GREETING
+
+
+def test_idle_expiry_is_enforced_by_the_server_too(make_app, make_phone, clock, webhook_log):
+    phone = make_phone(make_app(CONVERSATION_IDLE_SECONDS="60"))
+    talk(phone, 2)
+    stale = cookie_of(phone, ALICE, SERVICE)
+    clock.advance(61)
+    plant_cookie(phone, ALICE, SERVICE, stale, clock)  # a client that ignores Max-Age
+    assert phone.send("hi", ALICE, SERVICE).text == GREETING
+    assert webhook_log()[-1]["fresh"] == "expired"
+
+
+def test_key_rotation_keeps_conversations(make_app, make_phone, webhook_log):
+    old = make_phone(make_app(SECRET_KEY=OTHER_SECRET))
+    talk(old, 3)
+    rotated_app = make_app(SECRET_KEY=SECRET, SECRET_KEY_FALLBACKS=OTHER_SECRET)
+    rotated = make_phone(rotated_app)
+    rotated.jars = old.jars
+    assert "#4" in rotated.send("after rotation", ALICE, SERVICE).text
+    assert "fresh" not in webhook_log()[-1]
+    # re-signed with the new key: an app that knows only the new key accepts it
+    new_only = make_phone(make_app(SECRET_KEY=SECRET))
+    new_only.jars = rotated.jars
+    assert "#5" in new_only.send("later", ALICE, SERVICE).text
+
+
+def test_a_cookie_from_an_unknown_key_is_not_accepted_after_rotation_is_done(make_app, make_phone):
+    old = make_phone(make_app(SECRET_KEY=OTHER_SECRET))
+    talk(old, 3)
+    new_only = make_phone(make_app(SECRET_KEY=SECRET))
+    new_only.jars = old.jars
+    assert new_only.send("hi", ALICE, SERVICE).text == GREETING
+
+
+def test_cookie_size_stays_flat_over_ten_thousand_messages(twilio):
+    twilio.send("first", ALICE, SERVICE)
+    size_after_one = twilio.cookie_size(ALICE, SERVICE)
+    reply = talk(twilio, 9_999)
+    assert "#10000" in reply.text
+    size_after_many = twilio.cookie_size(ALICE, SERVICE)
+    assert size_after_many - size_after_one <= 8  # only the counter's digits grow
+    assert size_after_many < 4096 // 16

@@ -1,0 +1,61 @@
+"""Whatever arrives at the webhook: never a 5xx, and every 200 is well-formed TwiML."""
+
+import xml.etree.ElementTree as ET
+
+from conftest import ALICE, SERVICE, TOKEN
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twilio.request_validator import RequestValidator
+
+from conversation import MAX_BODY_CHARS
+
+text = st.text(st.characters(codec="utf-8"), max_size=80)
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
+field_names = (
+    st.sampled_from(["From", "To", "Body", "NumMedia", "MessageSid", "OptOutType", "MediaUrl0"]) | text
+)
+forms = st.dictionaries(field_names, text | st.sampled_from(["STOP", "RESET", "HELP", "-1", "99999999999999999"]),
+                        max_size=8)  # fmt: skip
+cookies = st.one_of(header_text, st.builds(lambda s: "conversation=" + s, header_text))
+
+
+def assert_sane(answer, method="POST"):
+    assert answer.status_code < 500
+    if answer.status_code == 200 and method != "HEAD":
+        root = ET.fromstring(answer.get_data())
+        assert root.tag == "Response"
+        for message in root.iter("Message"):
+            assert 0 < len(message.text or "") <= MAX_BODY_CHARS
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    form=forms,
+    cookie=cookies,
+    extra=st.dictionaries(header_text.filter(str.isidentifier), header_text, max_size=3),
+)
+def test_arbitrary_signed_forms_headers_and_cookies_never_break_the_webhook(make_app, form, cookie, extra):
+    app = make_app(TRUSTED_PROXIES="1")
+    form = {"From": ALICE, "To": SERVICE, **form}
+    signature = RequestValidator(TOKEN).compute_signature("https://sms.example.com/sms", form)
+    headers = {**extra, "X-Twilio-Signature": signature, "Cookie": cookie}
+    assert_sane(
+        app.test_client().post("/sms", base_url="https://sms.example.com", data=form, headers=headers)
+    )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT", "HEAD"]),
+    content_type=st.sampled_from(
+        ["application/x-www-form-urlencoded", "text/plain", "", "multipart/form-data"]
+    ),
+    body=st.binary(max_size=200),
+    query=header_text | st.builds("From=%2B15005550101&To=%2B15005550199&Body={}".format, header_text),
+    cookie=cookies,
+)
+def test_arbitrary_raw_requests_never_get_a_5xx(make_app, method, content_type, body, query, cookie):
+    app = make_app(RESPONDER_ENV="development", TWILIO_AUTH_TOKEN="")
+    headers = {"Cookie": cookie, **({"Content-Type": content_type} if content_type else {})}
+    answer = app.test_client().open(f"/sms?{query}", method=method, data=body, headers=headers)
+    assert_sane(answer, method)

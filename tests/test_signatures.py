@@ -1,0 +1,150 @@
+"""X-Twilio-Signature checks, directly and behind a proxy, and the hints a refusal logs."""
+
+from urllib.parse import urlencode
+
+import pytest
+from conftest import ALICE, SECONDARY_TOKEN, SERVICE, TOKEN
+from twilio.request_validator import RequestValidator
+
+PUBLIC = "https://sms.example.com/sms"
+PARAMS = {"From": ALICE, "To": SERVICE, "Body": "hi", "MessageSid": "SM" + "a" * 32}
+
+
+def deliver(
+    app, *, signed_url=PUBLIC, reached=PUBLIC, token=TOKEN, headers=None, method="POST", signature=None
+):
+    """Send PARAMS signed for `signed_url` (as Twilio was configured) to the URL the app actually sees."""
+    headers = dict(headers or {})
+    if method == "GET":
+        signed_url += "?" + urlencode(PARAMS)
+        reached += "?" + urlencode(PARAMS)
+        params = {}
+    else:
+        params = PARAMS
+    if signature is None:
+        signature = RequestValidator(token).compute_signature(signed_url, params)
+    if signature:
+        headers["X-Twilio-Signature"] = signature
+    scheme, rest = reached.split("://", 1)
+    host, path = rest.split("/", 1)
+    client = app.test_client()
+    return client.open("/" + path, base_url=f"{scheme}://{host}", method=method, headers=headers,
+                       data=PARAMS if method == "POST" else None)  # fmt: skip
+
+
+def test_a_correct_signature_is_accepted(app):
+    assert deliver(app).status_code == 200
+
+
+def test_the_secondary_token_is_accepted_during_rotation(make_app):
+    app = make_app(TWILIO_AUTH_TOKEN_SECONDARY=SECONDARY_TOKEN)
+    assert deliver(app, token=SECONDARY_TOKEN).status_code == 200
+    assert deliver(app, token=TOKEN).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("case", "kwargs"),
+    [
+        ("wrong token", {"token": "ffffffffffffffffffffffffffffffff"}),
+        ("missing", {"signature": ""}),
+        ("garbage", {"signature": "not-base64!!"}),
+        ("other url", {"signed_url": "https://evil.example.net/sms"}),
+    ],
+)
+def test_a_bad_signature_is_a_403(app, webhook_log, case, kwargs):
+    answer = deliver(app, **kwargs)
+    assert answer.status_code == 403
+    assert answer.mimetype == "text/plain"
+    assert webhook_log()[-1]["outcome"] == "refused:signature"
+
+
+def test_tampered_parameters_are_refused(app):
+    signature = RequestValidator(TOKEN).compute_signature(PUBLIC, PARAMS)
+    answer = app.test_client().post(
+        "/sms", base_url="https://sms.example.com", data={**PARAMS, "Body": "changed"},
+        headers={"X-Twilio-Signature": signature},
+    )  # fmt: skip
+    assert answer.status_code == 403
+
+
+def test_get_with_a_query_string_is_checked_against_the_full_url(app):
+    assert deliver(app, method="GET").status_code == 200
+    assert deliver(app, method="GET", signed_url="https://sms.example.com/other").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("signed_url", "reached"),
+    [
+        ("https://sms.example.com:443/sms", "https://sms.example.com/sms"),
+        ("https://sms.example.com/sms", "https://sms.example.com:443/sms"),
+        ("http://sms.example.com:8080/sms", "http://sms.example.com:8080/sms"),
+        ("https://sms.example.com/sms", "https://sms.example.com:8443/sms"),  # RequestValidator drops ports
+    ],
+)
+def test_default_port_variants_are_accepted(app, signed_url, reached):
+    assert deliver(app, signed_url=signed_url, reached=reached).status_code == 200
+
+
+FORWARDED = {
+    "X-Forwarded-Proto": "https",
+    "X-Forwarded-Host": "sms.example.com",
+    "X-Forwarded-For": "203.0.113.9",
+}
+INTERNAL = "http://127.0.0.1:8000/sms"
+
+
+def test_behind_one_proxy_hop_trusted_proxies_rebuilds_the_public_url(make_app):
+    app = make_app(TRUSTED_PROXIES="1")
+    assert deliver(app, reached=INTERNAL, headers=FORWARDED).status_code == 200
+
+
+def test_behind_a_proxy_public_url_alone_is_enough(make_app):
+    app = make_app(PUBLIC_URL="https://sms.example.com")
+    assert deliver(app, reached=INTERNAL).status_code == 200
+    assert deliver(app, reached=INTERNAL, method="GET").status_code == 200
+
+
+def test_forwarded_headers_are_not_trusted_by_default_and_the_log_says_what_to_set(app, webhook_log):
+    answer = deliver(app, reached=INTERNAL, headers=FORWARDED)
+    assert answer.status_code == 403
+    why = webhook_log()[-1]["why"]
+    assert "https://sms.example.com/sms" in why and "TRUSTED_PROXIES" in why and "refused" in why
+
+
+def test_forwarded_headers_from_beyond_the_trusted_hops_are_ignored(make_app):
+    app = make_app(TRUSTED_PROXIES="1")
+    spoofed = {"X-Forwarded-Proto": "http, https", "X-Forwarded-Host": "sms.example.com, 127.0.0.1:8000"}
+    # One trusted hop means only the last value counts; Twilio signed the URL the client claimed.
+    assert deliver(app, reached=INTERNAL, headers=spoofed).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("signed_url", "reached", "headers", "hint"),
+    [
+        ("https://sms.example.com/sms", "http://sms.example.com/sms", {}, "PUBLIC_URL"),
+        ("https://sms.example.com:8443/sms", "https://sms.example.com/sms", {"X-Forwarded-Port": "8443"},
+         "port included"),
+    ],
+)  # fmt: skip
+def test_a_refusal_names_the_variant_that_would_have_matched(
+    app, webhook_log, signed_url, reached, headers, hint
+):
+    assert deliver(app, signed_url=signed_url, reached=reached, headers=headers).status_code == 403
+    why = webhook_log()[-1]["why"]
+    assert f"matches {signed_url}" in why and hint in why
+
+
+def test_a_wrong_public_url_is_pointed_out(make_app, webhook_log):
+    app = make_app(PUBLIC_URL="https://old.example.com")
+    assert deliver(app).status_code == 403
+    assert "PUBLIC_URL does not match" in webhook_log()[-1]["why"]
+
+
+def test_a_refusal_log_holds_no_numbers_even_for_get(app, caplog, webhook_log):
+    deliver(app, method="GET", token="ffffffffffffffffffffffffffffffff")
+    assert ALICE[1:] not in caplog.text and "hi" not in webhook_log()[-1]["why"].split("/")[-1]
+
+
+def test_development_without_a_token_does_not_check(make_app):
+    app = make_app(RESPONDER_ENV="development", TWILIO_AUTH_TOKEN="")
+    assert deliver(app, signature="").status_code == 200
