@@ -20,6 +20,9 @@ run: $(BIN)/.runtime  ## serve the webhook on HOST:PORT (development mode unless
 serve: $(BIN)/.runtime  ## the production server (workers from WEB_CONCURRENCY); needs production settings
 	$(BIN)/python serve.py serve
 
+chat: $(BIN)/.runtime  ## a phone in the terminal against the in-process app (ARGS="--url ... --token ...")
+	RESPONDER_ENV=$${RESPONDER_ENV:-development} $(BIN)/flask --app responder chat $(ARGS)
+
 test: $(BIN)/.dev  ## lint, then the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

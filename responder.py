@@ -23,6 +23,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import callers
 import config
+from chat import chat_command
 from conversation import DEFAULT_NAME, Conversation, Inbound, Texts, step
 
 COOKIE_NAME = "conversation"
@@ -33,6 +34,7 @@ DIRECTORY_RECHECK_SECONDS = 5.0
 ROOT = Path(__file__).resolve().parent
 
 log = logging.getLogger("responder")
+_warned: set[str] = set()
 
 
 # ---- the session boundary -------------------------------------------------------------------
@@ -324,7 +326,9 @@ def create_app(overrides: Mapping | None = None) -> Flask:
     )
     configure_logging(settings.is_production)
     for warning in settings.warnings:
-        log.warning("%s", warning)
+        if warning not in _warned:  # once per process, however many apps it builds
+            _warned.add(warning)
+            log.warning("%s", warning)
 
     app = Flask(__name__, instance_path=instance_path)
     app.config.update(
@@ -350,6 +354,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
     keys = pair_keys([settings.secret_key, *settings.secret_key_fallbacks])
 
     app.register_error_handler(HTTPException, plain_error)
+    app.cli.add_command(chat_command)
 
     @app.get("/healthz")
     def healthz():

@@ -64,10 +64,15 @@ def main(argv: list[str] | None = None) -> None:
     app = build_app()
     settings = app.extensions["responder"]
     if mode == "serve" and not settings.is_production:
-        print("make serve needs production settings: unset RESPONDER_ENV or set it to production", file=sys.stderr)
+        print(
+            "make serve needs production settings: unset RESPONDER_ENV or set it to production",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     if mode == "check":
-        print(f"settings OK ({settings.env}); signatures {'checked' if settings.checks_signatures else 'NOT checked'}")
+        print(
+            f"settings OK ({settings.env}); signatures {'checked' if settings.checks_signatures else 'NOT checked'}"
+        )
         return
     if settings.is_production:
         serve_production(settings.host, settings.port)

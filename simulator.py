@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import secrets
 import threading
 import time
@@ -37,12 +38,13 @@ def segment_count(text: str) -> int:
 
 
 def parse_duration(text: str) -> float:
-    """Parse '90s', '15m', '4h', '1d' or plain seconds into seconds."""
+    """Parse '90s', '15m', '4h', '4h30m', '1d' or plain seconds into seconds."""
     text = text.strip().lower()
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text and text[-1] in units:
-        return float(text[:-1]) * units[text[-1]]
-    return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text)
+    if not text or "".join(n + u for n, u in parts) != text.replace(" ", ""):
+        raise ValueError(f"{text!r} is not a duration; write e.g. 90s, 15m, 4h or 4h30m")
+    return sum(float(n) * units[u or "s"] for n, u in parts)
 
 
 class ManualClock:

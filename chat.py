@@ -1,0 +1,186 @@
+"""`flask chat`: a phone in the terminal, and scripted conversations, against the real webhook."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import sys
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from simulator import FlaskTransport, HttpTransport, ManualClock, Simulator, parse_duration
+
+DEFAULT_FROM = "+15005550100"
+DEFAULT_TO = "+15005550199"
+IN_PROCESS_URL = "http://localhost/sms"
+HELP = "commands: /wait 4h  /media URL  /new-phone [+number]  /quit   (Ctrl-D quits too)"
+
+
+class ChatError(Exception):
+    """Something the person at the phone should read: unreachable server, an HTTP error."""
+
+
+def cookie_count(cookie_header: str) -> int | None:
+    """Read the conversation count from a signed (not encrypted) cookie, as anyone holding it could."""
+    try:
+        value = cookie_header.split("=", 1)[1].split(";")[0]
+        is_compressed = value.startswith(".")
+        data = value.lstrip(".").split(".")[0]
+        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+        return json.loads(zlib.decompress(raw) if is_compressed else raw).get("n")
+    except (IndexError, ValueError, zlib.error, AttributeError):
+        return None
+
+
+@dataclass
+class Phone:
+    """A texter's phone: who is texting whom, through which simulated Twilio."""
+
+    twilio: Simulator
+    clock: ManualClock
+    sender: str = DEFAULT_FROM
+    to: str = DEFAULT_TO
+    media: list[str] = field(default_factory=list)
+    target: str = ""
+
+    def text(self, body: str):
+        """Send one message; return the reply or raise ChatError with what went wrong."""
+        media, self.media = self.media, []
+        try:
+            reply = self.twilio.send(body, self.sender, self.to, media=media)
+        except OSError as exc:
+            raise ChatError(
+                f"cannot reach {self.target or self.twilio.url}: {exc.strerror or exc}. "
+                "Is the server running (make run)?"
+            ) from None
+        if reply.status != 200:
+            detail = reply.body.decode("utf-8", "replace").strip().splitlines()[:1]
+            raise ChatError(f"the webhook answered HTTP {reply.status}: {' '.join(detail)}")
+        return reply
+
+    def status_line(self, reply) -> str:
+        cookie = self.twilio.cookie_header(self.sender, self.to)
+        count = cookie_count(cookie) if cookie else None
+        return (
+            f"count {count if count is not None else '-'} · cookie {len(cookie)} B · "
+            f"{reply.segments} segment{'s' if reply.segments != 1 else ''}"
+        )
+
+    def wait(self, duration: str) -> None:
+        self.clock.advance(parse_duration(duration))
+
+
+def build_phone(url: str | None, token: str | None, sender: str, to: str) -> Phone:
+    """Connect a phone to a running server at `url`, or to an in-process development app."""
+    clock = ManualClock()
+    if url:
+        twilio = Simulator(HttpTransport(), url, token=token or "", clock=clock)
+        return Phone(twilio, clock, sender, to, target=url)
+    from responder import create_app
+
+    app = create_app({"CLOCK": clock})
+    logging.getLogger("responder").setLevel(logging.WARNING)  # the phone shows the replies instead
+    tokens = app.extensions["responder"].auth_tokens
+    twilio = Simulator(
+        FlaskTransport(app), IN_PROCESS_URL, token=token or (tokens[0] if tokens else ""), clock=clock
+    )
+    return Phone(twilio, clock, sender, to, target="the in-process app")
+
+
+def dim(text: str) -> str:
+    return click.style(text, dim=True)
+
+
+def run_interactive(phone: Phone) -> int:
+    click.echo(dim(f"Texting {phone.to} from {phone.sender} via {phone.target}. {HELP}"))
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            click.echo()
+            return 0
+        line = line.strip()
+        if not line:
+            continue
+        command, _, argument = line.partition(" ")
+        try:
+            if command == "/quit":
+                return 0
+            elif command == "/wait":
+                phone.wait(argument or "1h")
+                click.echo(dim(f"(the clock moves on {argument or '1h'})"))
+            elif command == "/media":
+                phone.media.append(argument.strip())
+                click.echo(dim("(attached to your next message)"))
+            elif command == "/new-phone":
+                phone.sender = argument.strip() or f"+1500555{int(phone.sender[-4:]) + 1:04d}"
+                click.echo(dim(f"(now texting from {phone.sender})"))
+            elif command.startswith("/") and command not in ("/",):
+                click.echo(dim(HELP))
+            else:
+                reply = phone.text(line)
+                for message in reply.messages or ["(no reply)"]:
+                    click.echo(f"{phone.to}> {message}")
+                click.echo(dim(f"      {phone.status_line(reply)}"))
+        except (ChatError, ValueError) as exc:
+            click.echo(click.style(f"! {exc}", fg="red"), err=True)
+
+
+def run_script(phone: Phone, path: Path) -> int:
+    """Play a conversation script; print the transcript; return 1 on the first mismatch."""
+    last = None
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        kind, _, rest = line.partition(" ")
+        rest = rest.strip()
+        try:
+            if kind == ">":
+                last = phone.text(rest)
+                click.echo(f"> {rest}")
+                for message in last.messages or ["(no reply)"]:
+                    click.echo(f"< {message}")
+            elif kind == "<":
+                actual = last.text if last else ""
+                is_match = (rest in actual) if rest else actual == ""
+                if not is_match:
+                    click.echo(f"{path}:{number}: expected reply containing {rest!r}", err=True)
+                    click.echo(f"{path}:{number}: actual reply was {actual!r}", err=True)
+                    return 1
+            elif kind == "~":
+                phone.wait(rest)
+                click.echo(f"~ {rest}")
+            elif kind == "@":
+                phone.sender = rest
+                click.echo(f"@ {rest}")
+            elif kind == "+":
+                phone.media.append(rest)
+                click.echo(f"+ {rest}")
+            else:
+                raise ValueError(f"unknown line kind {kind!r}; use >, <, ~, @, + or #")
+        except (ChatError, ValueError) as exc:
+            click.echo(f"{path}:{number}: {exc}", err=True)
+            return 1
+    return 0
+
+
+@click.command("chat")
+@click.option("--from", "sender", default=DEFAULT_FROM, show_default=True, help="The texter's number.")
+@click.option("--to", default=DEFAULT_TO, show_default=True, help="The service's number.")
+@click.option("--url", default=None, help="Webhook URL of a running server (default: in-process app).")
+@click.option("--token", default=None, help="Twilio auth token to sign requests with.")
+@click.option("--media", multiple=True, help="Media URL to attach to the first message.")
+@click.option(
+    "--script", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Conversation script."
+)
+def chat_command(sender, to, url, token, media, script):
+    """Text the webhook from a simulated phone (or play a conversation script)."""
+    phone = build_phone(url, token, sender, to)
+    phone.media = list(media)
+    code = run_script(phone, script) if script else run_interactive(phone)
+    sys.exit(code)

@@ -1,0 +1,123 @@
+"""The terminal phone: scripts in-process and over real HTTP, and the interactive chat in a pty."""
+
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+from click.testing import CliRunner
+from conftest import SECRET, TOKEN
+from live_server import REPO, free_port, running_server
+
+from chat import chat_command, cookie_count
+
+EXAMPLES = sorted((REPO / "examples").glob("*.chat"))
+
+
+@pytest.fixture
+def development(monkeypatch):
+    monkeypatch.setenv("RESPONDER_ENV", "development")
+    monkeypatch.setenv("SECRET_KEY", SECRET)
+
+
+def chat(*args):
+    return CliRunner().invoke(chat_command, list(args))
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
+def test_the_example_scripts_pass_in_process(development, script):
+    result = chat("--script", str(script))
+    assert result.exit_code == 0, result.output
+    assert "< Hi Friend, welcome!" in result.output
+
+
+def test_a_mismatch_fails_with_expected_and_actual(development, tmp_path):
+    script = tmp_path / "wrong.chat"
+    script.write_text("> hello\n< welcome\n> again\n< message #7\n> never sent\n")
+    result = chat("--script", str(script))
+    assert result.exit_code == 1
+    assert "wrong.chat:4: expected reply containing 'message #7'" in result.output
+    assert "actual reply was 'Hi Friend, this is message #2 in our conversation.'" in result.output
+    assert "never sent" not in result.output
+
+
+def test_an_empty_expectation_means_no_reply(development, tmp_path):
+    script = tmp_path / "silent.chat"
+    script.write_text("> hello\n<\n")
+    assert chat("--script", str(script)).exit_code == 1
+    script.write_text("> STOP\n<\n")
+    assert chat("--script", str(script)).exit_code == 0
+
+
+def test_an_unknown_line_is_reported_with_its_line_number(development, tmp_path):
+    script = tmp_path / "typo.chat"
+    script.write_text("> hello\n? what\n")
+    result = chat("--script", str(script))
+    assert result.exit_code == 1 and "typo.chat:2: unknown line kind '?'" in result.output
+
+
+@pytest.fixture(scope="module")
+def production_server(tmp_path_factory):
+    env = {
+        "RESPONDER_ENV": "production",
+        "SECRET_KEY": SECRET,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "WEB_CONCURRENCY": "1",
+    }
+    with running_server("serve", env, tmp_path_factory.mktemp("server") / "server.log") as port:
+        yield f"http://127.0.0.1:{port}/sms"
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
+def test_the_example_scripts_pass_against_a_real_server(production_server, script):
+    result = chat("--script", str(script), "--url", production_server, "--token", TOKEN)
+    assert result.exit_code == 0, result.output
+
+
+def test_a_wrong_token_is_reported_as_the_servers_403(production_server, tmp_path):
+    script = tmp_path / "hello.chat"
+    script.write_text("> hello\n")
+    result = chat("--script", str(script), "--url", production_server, "--token", "f" * 32)
+    assert result.exit_code == 1 and "the webhook answered HTTP 403" in result.output
+
+
+def test_an_unreachable_server_is_reported_clearly(tmp_path):
+    script = tmp_path / "hello.chat"
+    script.write_text("> hello\n")
+    result = chat("--script", str(script), "--url", f"http://127.0.0.1:{free_port()}/sms")
+    assert result.exit_code == 1
+    assert "cannot reach http://127.0.0.1:" in result.output and "make run" in result.output
+
+
+def test_the_count_is_read_from_the_cookie():
+    assert cookie_count("conversation=eyJuIjo0Mn0.x.y") == 42
+    assert cookie_count("conversation=garbage") is None
+
+
+def test_the_interactive_phone_in_a_terminal(tmp_path):
+    env = {**os.environ, "RESPONDER_ENV": "development", "SECRET_KEY": SECRET, "TERM": "dumb"}
+    flask = str(Path(sys.executable).parent / "flask")
+    phone = pexpect.spawn(
+        flask, ["--app", "responder", "chat"], cwd=str(REPO), env=env, encoding="utf-8", timeout=20
+    )
+    try:
+        phone.expect_exact("you> ")
+        for text, expected in [
+            ("hello", "welcome!"),
+            ("how are you", "message #2"),
+            ("still there", "message #3"),
+        ]:
+            phone.sendline(text)
+            phone.expect_exact(expected)
+            phone.expect_exact("you> ")
+        phone.sendline("/wait 5h")
+        phone.expect_exact("the clock moves on 5h")
+        phone.sendline("back again")
+        phone.expect_exact("Hi Friend, welcome!")
+        phone.expect_exact("count 1")
+        phone.sendline("/quit")
+        phone.expect(pexpect.EOF)
+    finally:
+        phone.close()
+    assert phone.exitstatus == 0
