@@ -1,8 +1,8 @@
 """The simulated Twilio: parameters, signatures and the cookie jar behave as Twilio's do."""
 
 import re
-from urllib.parse import parse_qsl
 from email.utils import formatdate
+from urllib.parse import parse_qsl
 
 import pytest
 from conftest import ALICE, BOB, SERVICE, TOKEN
