@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -20,6 +21,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.sansio.utils import get_current_url
 
 import callers
 import config
@@ -166,6 +168,23 @@ def _without_query(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "…" if parts.query else "", ""))
 
 
+@functools.lru_cache(maxsize=256)
+def signed_url(public_url: str, scheme: str, host: str, root: str, path: str, query: bytes) -> str:
+    """Build the URL a signature covers; POSTs all share one, so it is worth remembering."""
+    own = get_current_url(scheme, host, root, path, query)
+    if not public_url:
+        return own
+    base, parts = urlsplit(public_url), urlsplit(own)
+    return urlunsplit((base.scheme, base.netloc, base.path + parts.path, parts.query, ""))
+
+
+class SignedParams(dict):
+    """Form fields as RequestValidator reads them: name -> all values, looked up with `getall`."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+
 class SignatureGuard:
     """Check X-Twilio-Signature with RequestValidator against the URL Twilio was given."""
 
@@ -175,14 +194,16 @@ class SignatureGuard:
 
     def url_for(self, req) -> str:
         """Return the URL Twilio signed: PUBLIC_URL + path + query, else the request's own URL."""
-        if not self.public_url:
-            return req.url
-        base = urlsplit(self.public_url)
-        own = urlsplit(req.url)
-        return urlunsplit((base.scheme, base.netloc, base.path + own.path, own.query, ""))
+        return signed_url(self.public_url, req.scheme, req.host, req.root_path, req.path, req.query_string)
 
     def signs(self, url: str, params, signature: str) -> bool:
-        return any(v.validate(url, params, signature) for v in self.validators)
+        expected = signature.encode()
+        for validator in self.validators:
+            # The exact URL first: one HMAC, where validate() always computes two (with and without port).
+            exact = validator.compute_signature(url, params).encode()
+            if hmac.compare_digest(exact, expected) or validator.validate(url, params, signature):
+                return True
+        return False
 
     def is_valid(self, req, params) -> bool:
         signature = req.headers.get("X-Twilio-Signature", "")
@@ -293,12 +314,17 @@ def configure_logging(production: bool) -> None:
 # ---- the webhook ----------------------------------------------------------------------------
 
 
-def twiml(reply: str) -> Response:
-    """Render a reply (or nothing) as a TwiML response."""
+@functools.lru_cache(maxsize=4096)
+def twiml_for(reply: str) -> str:
+    """Render a reply (or nothing) as TwiML; replies repeat a lot, so remember the recent ones."""
     response = MessagingResponse()
     if reply:
         response.message(reply)
-    return Response(response.to_xml(), mimetype="text/xml")
+    return response.to_xml()
+
+
+def twiml(reply: str) -> Response:
+    return Response(twiml_for(reply), mimetype="text/xml")
 
 
 def plain_error(error: HTTPException) -> Response:
@@ -373,13 +399,16 @@ def create_app(overrides: Mapping | None = None) -> Flask:
 
     def sms():
         started = time.perf_counter()
-        if request.method == "POST" and request.mimetype != FORM_MIMETYPE:
+        req = request._get_current_object()  # one context lookup instead of one per attribute
+        is_post = req.method == "POST"
+        if is_post and req.mimetype != FORM_MIMETYPE:
             abort(415, f"send the webhook as {FORM_MIMETYPE} (Twilio's default)")
-        params = request.form if request.method == "POST" else request.args
-        signed = request.form if request.method == "POST" else {}  # a GET's parameters are in its URL
+        params = req.form if is_post else req.args
         sid = params.get("MessageSid", "")[:64]
-        if guard.validators and not guard.is_valid(request, signed):
-            why = guard.diagnose(request, signed)
+        # A GET's parameters are part of its signed URL; a POST's are signed as fields.
+        signed = SignedParams(params.lists()) if is_post else {}
+        if guard.validators and not guard.is_valid(req, signed):
+            why = guard.diagnose(req, signed)
             log.warning(
                 "webhook refused", extra={"webhook": {"sid": sid, "outcome": "refused:signature", "why": why}}
             )
@@ -391,10 +420,11 @@ def create_app(overrides: Mapping | None = None) -> Flask:
 
         now = clock()
         pairs = [pair_hash(k, sender, recipient) for k in keys[:1]]
-        conversation, fresh = load_conversation(session, pairs, now, settings.idle_seconds)
+        cookie = session._get_current_object()
+        conversation, fresh = load_conversation(cookie, pairs, now, settings.idle_seconds)
         if fresh == "other_pair" and len(keys) > 1:
             pairs += [pair_hash(k, sender, recipient) for k in keys[1:]]
-            conversation, fresh = load_conversation(session, pairs, now, settings.idle_seconds)
+            conversation, fresh = load_conversation(cookie, pairs, now, settings.idle_seconds)
         message = Inbound(
             body=params.get("Body", ""),
             message_id=message_fingerprint(sid),
@@ -404,7 +434,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
             to=recipient,
         )
         result = step(conversation, message, texts)
-        save_conversation(session, result.conversation, pairs[0], now)
+        save_conversation(cookie, result.conversation, pairs[0], now)
 
         count = result.conversation.count if result.conversation else 0
         fields = {"sid": sid, "pair": pairs[0][:12], "count": count, "outcome": result.outcome}
