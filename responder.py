@@ -295,6 +295,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, separators=(",", ":"))
 
 
+class TextFormatter(logging.Formatter):
+    """Format records as readable `key=value` lines for development."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = " ".join(f"{k}={v}" for k, v in getattr(record, "webhook", {}).items())
+        return f"{record.levelname} {record.getMessage()} {fields}".rstrip()
+
+
 def configure_logging(production: bool) -> None:
     """Send the service's logs to stderr: JSON lines in production, readable text in development."""
     if log.handlers:
@@ -303,9 +311,7 @@ def configure_logging(production: bool) -> None:
     if production:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(levelname)s %(message)s %(webhook)s", defaults={"webhook": ""})
-        )
+        handler.setFormatter(TextFormatter())
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = True

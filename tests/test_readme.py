@@ -1,0 +1,36 @@
+"""The README's quick start is true: `make run`'s server answers its curl example as shown."""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+from live_server import REPO, running_server
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def quick_start_block() -> str:
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, re.S)[1]
+
+
+def test_the_quick_start_is_two_commands():
+    commands = [
+        line.split("#")[0].strip() for line in re.findall(r"```sh\n(.*?)```", README, re.S)[0].splitlines()
+    ]
+    assert commands == ["make run", "make test"]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_curl_example_gets_the_greeting_then_the_count(tmp_path):
+    block = quick_start_block()
+    commands = re.findall(r"(curl .*?)\n# (.*?)\n", block.replace("\\\n", ""), re.S)
+    assert len(commands) == 2
+    with running_server("run", {}, tmp_path / "server.log") as port:  # no settings at all, as make run
+        for command, expected in commands:
+            command = command.replace("127.0.0.1:5000", f"127.0.0.1:{port}")
+            answer = subprocess.run(
+                ["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=20
+            )
+            assert answer.stdout.strip() == expected.strip()
