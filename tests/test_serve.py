@@ -1,0 +1,46 @@
+"""`make serve` / `make run` start-up: settings are checked before any server starts."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import SECRET, TOKEN
+from live_server import REPO
+
+
+def serve(mode, env):
+    full = {"PATH": os.environ.get("PATH", ""), **env}
+    return subprocess.run(
+        [sys.executable, str(REPO / "serve.py"), mode],
+        cwd=REPO,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "complaints"),
+    [
+        ({}, ["SECRET_KEY is not set", "TWILIO_AUTH_TOKEN is not set"]),
+        ({"RESPONDER_ENV": "development"}, ["make serve needs production settings"]),
+        ({"SECRET_KEY": "short", "TWILIO_AUTH_TOKEN": TOKEN}, ["SECRET_KEY is 5 characters"]),
+        ({"SECRET_KEY": SECRET, "TWILIO_AUTH_TOKEN": TOKEN, "WEB_CONCURRENCY": "many"}, ["WEB_CONCURRENCY"]),
+    ],
+)
+def test_serve_refuses_to_start_without_production_settings(env, complaints):
+    result = serve("serve", env)
+    assert result.returncode == 2
+    for complaint in complaints:
+        assert complaint in result.stderr
+    assert "Traceback" not in result.stderr
+    if "SECRET_KEY" in env:
+        assert env["SECRET_KEY"] not in result.stderr
+
+
+def test_check_reports_good_settings():
+    result = serve("check", {"SECRET_KEY": SECRET, "TWILIO_AUTH_TOKEN": TOKEN})
+    assert result.returncode == 0
+    assert "settings OK (production); signatures checked" in result.stdout
