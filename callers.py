@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import phonenumbers
 
 MAX_NAME_CHARS = 100
+RECHECK_SECONDS = 5.0
+
+log = logging.getLogger("responder")
 
 
 class DirectoryError(ValueError):
@@ -85,3 +90,36 @@ def load_directory(path: str | Path, region: str) -> Directory:
     except UnicodeDecodeError:
         raise DirectoryError(f"{path}: the caller directory is not UTF-8 text") from None
     return parse_directory(text.splitlines(), str(path), region)
+
+
+class WatchedDirectory:
+    """The caller directory, reloaded when its file changes; a bad reload keeps the old one."""
+
+    def __init__(self, path: str, region: str, clock: Callable[[], float]):
+        self.path, self.region, self.clock = path, region, clock
+        self.directory = Directory()
+        self.problem = ""
+        self.checked_at = 0.0
+        self.mtime = None
+        if path:
+            self.directory = load_directory(path, region)  # a bad file stops start-up
+            self.mtime = Path(path).stat().st_mtime
+            for warning in self.directory.warnings:
+                log.warning("caller directory: %s", warning)
+
+    def current(self) -> Directory:
+        if self.path and self.clock() - self.checked_at >= RECHECK_SECONDS:
+            self.checked_at = self.clock()
+            self.reload_if_changed()
+        return self.directory
+
+    def reload_if_changed(self) -> None:
+        try:
+            mtime = Path(self.path).stat().st_mtime
+            if mtime == self.mtime:
+                return
+            self.directory = load_directory(self.path, self.region)
+            self.mtime, self.problem = mtime, ""
+        except (OSError, DirectoryError) as exc:
+            self.problem = str(exc)
+            log.warning("caller directory not reloaded, keeping the previous one: %s", exc)

@@ -8,38 +8,31 @@ import hashlib
 import hmac
 import json
 import logging
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from flask import Flask, Response, abort, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import BadSignature
-from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.sansio.utils import get_current_url
 
 import callers
 import config
 from chat import chat_command
 from conversation import DEFAULT_NAME, Conversation, Inbound, Texts, step
+from logs import configure_logging, log
+from signatures import SignatureGuard, SignedParams
 
 COOKIE_NAME = "conversation"
 COOKIE_VERSION = 1
 MAX_BODY_BYTES = 64 * 1024
 FORM_MIMETYPE = "application/x-www-form-urlencoded"
-DIRECTORY_RECHECK_SECONDS = 5.0
 ROOT = Path(__file__).resolve().parent
 
-log = logging.getLogger("responder")
 _warned: set[str] = set()
-
-
-# ---- the session boundary -------------------------------------------------------------------
 
 
 class CompactJSON:
@@ -154,169 +147,6 @@ def save_conversation(cookie, conversation: Conversation | None, pair: str, now:
     cookie.modified = True
 
 
-# ---- signatures -----------------------------------------------------------------------------
-
-
-def _with_base(url: str, scheme: str | None = None, netloc: str | None = None) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((scheme or parts.scheme, netloc or parts.netloc, parts.path, parts.query, ""))
-
-
-def _without_query(url: str) -> str:
-    """Shorten a URL for the logs: a GET webhook's query holds phone numbers and the body."""
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, "…" if parts.query else "", ""))
-
-
-@functools.lru_cache(maxsize=256)
-def signed_url(public_url: str, scheme: str, host: str, root: str, path: str, query: bytes) -> str:
-    """Build the URL a signature covers; POSTs all share one, so it is worth remembering."""
-    own = get_current_url(scheme, host, root, path, query)
-    if not public_url:
-        return own
-    base, parts = urlsplit(public_url), urlsplit(own)
-    return urlunsplit((base.scheme, base.netloc, base.path + parts.path, parts.query, ""))
-
-
-class SignedParams(dict):
-    """Form fields as RequestValidator reads them: name -> all values, looked up with `getall`."""
-
-    def getall(self, name: str) -> list[str]:
-        return self[name]
-
-
-class SignatureGuard:
-    """Check X-Twilio-Signature with RequestValidator against the URL Twilio was given."""
-
-    def __init__(self, tokens: tuple[str, ...], public_url: str):
-        self.validators = [RequestValidator(t) for t in tokens]
-        self.public_url = public_url
-
-    def url_for(self, req) -> str:
-        """Return the URL Twilio signed: PUBLIC_URL + path + query, else the request's own URL."""
-        return signed_url(self.public_url, req.scheme, req.host, req.root_path, req.path, req.query_string)
-
-    def signs(self, url: str, params, signature: str) -> bool:
-        expected = signature.encode()
-        for validator in self.validators:
-            # The exact URL first: one HMAC, where validate() always computes two (with and without port).
-            exact = validator.compute_signature(url, params).encode()
-            if hmac.compare_digest(exact, expected) or validator.validate(url, params, signature):
-                return True
-        return False
-
-    def is_valid(self, req, params) -> bool:
-        signature = req.headers.get("X-Twilio-Signature", "")
-        return bool(signature) and self.signs(self.url_for(req), params, signature)
-
-    def diagnose(self, req, params) -> str:
-        """Say which URL variant would have matched and which setting to change."""
-        signature = req.headers.get("X-Twilio-Signature", "")
-        if not signature:
-            return "no X-Twilio-Signature header: the request did not come from Twilio"
-        checked = self.url_for(req)
-        parts = urlsplit(checked)
-        forwarded_proto = req.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-        forwarded_host = req.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-        forwarded_port = req.headers.get("X-Forwarded-Port", "").split(",")[0].strip()
-        variants = [(_with_base(checked, scheme="https" if parts.scheme == "http" else "http"), "scheme")]
-        if forwarded_port.isdigit():
-            variants.append((_with_base(checked, netloc=f"{parts.hostname}:{forwarded_port}"), "port"))
-        if forwarded_proto or forwarded_host:
-            variants.append(
-                (_with_base(checked, forwarded_proto or None, forwarded_host or None), "forwarded")
-            )
-            variants.append((_with_base(checked, "https", forwarded_host or None), "forwarded"))
-        if self.public_url:
-            variants.append((req.url, "request"))
-        advice = {
-            "scheme": "set PUBLIC_URL to the exact base URL in the Twilio Console, or TRUSTED_PROXIES "
-            "to the number of proxies that set X-Forwarded-Proto",
-            "port": "set PUBLIC_URL to the exact base URL in the Twilio Console, port included",
-            "forwarded": "set TRUSTED_PROXIES to the number of proxies in front of the service, or PUBLIC_URL",
-            "request": "PUBLIC_URL does not match the URL Twilio calls; correct or unset it",
-        }
-        for url, kind in variants:
-            if url != checked and self.signs(url, params, signature):
-                return (
-                    f"signature matches {_without_query(url)} but {_without_query(checked)} was checked: "
-                    f"{advice[kind]}; request refused"
-                )
-        return (
-            f"signature does not match {_without_query(checked)} under any known variant (wrong auth token?)"
-        )
-
-
-# ---- caller directory -----------------------------------------------------------------------
-
-
-class DirectoryHolder:
-    """The caller directory, reloaded when its file changes; a bad reload keeps the old one."""
-
-    def __init__(self, path: str, region: str, clock: Callable[[], float]):
-        self.path, self.region, self.clock = path, region, clock
-        self.directory = callers.Directory()
-        self.problem = ""
-        self.checked_at = 0.0
-        self.mtime = None
-        if path:
-            self.directory = callers.load_directory(path, region)  # a bad file stops start-up
-            self.mtime = Path(path).stat().st_mtime
-            for warning in self.directory.warnings:
-                log.warning("caller directory: %s", warning)
-
-    def current(self) -> callers.Directory:
-        if self.path and self.clock() - self.checked_at >= DIRECTORY_RECHECK_SECONDS:
-            self.checked_at = self.clock()
-            self.reload_if_changed()
-        return self.directory
-
-    def reload_if_changed(self) -> None:
-        try:
-            mtime = Path(self.path).stat().st_mtime
-            if mtime == self.mtime:
-                return
-            self.directory = callers.load_directory(self.path, self.region)
-            self.mtime, self.problem = mtime, ""
-        except (OSError, callers.DirectoryError) as exc:
-            self.problem = str(exc)
-            log.warning("caller directory not reloaded, keeping the previous one: %s", exc)
-
-
-# ---- logs -----------------------------------------------------------------------------------
-
-
-class JsonFormatter(logging.Formatter):
-    """Format records as one JSON object per line, with the webhook's fields when present."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = {"ts": round(record.created, 3), "level": record.levelname.lower(), "msg": record.getMessage()}
-        line.update(getattr(record, "webhook", {}))
-        return json.dumps(line, separators=(",", ":"))
-
-
-class TextFormatter(logging.Formatter):
-    """Format records as readable `key=value` lines for development."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={v}" for k, v in getattr(record, "webhook", {}).items())
-        return f"{record.levelname} {record.getMessage()} {fields}".rstrip()
-
-
-def configure_logging(production: bool) -> None:
-    """Send the service's logs to stderr: JSON lines in production, readable text in development."""
-    if log.handlers:
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    if production:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(TextFormatter())
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    log.propagate = True
-
-
 # ---- the webhook ----------------------------------------------------------------------------
 
 
@@ -378,7 +208,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
     app.extensions["responder"] = settings
 
     try:
-        directory = DirectoryHolder(settings.callers_file, settings.default_region, clock)
+        directory = callers.WatchedDirectory(settings.callers_file, settings.default_region, clock)
     except callers.DirectoryError as exc:
         raise config.ConfigError([f"CALLERS_FILE: {exc}"]) from None
     guard = SignatureGuard(settings.auth_tokens, settings.public_url)

@@ -170,7 +170,7 @@ def test_the_cookie_is_reissued_with_max_age_on_every_reply(twilio):
 
 
 def test_each_reply_logs_one_json_line_without_bodies_or_numbers(twilio, webhook_log, caplog):
-    from responder import JsonFormatter
+    from logs import JsonFormatter
 
     twilio.send("my secret diary", ALICE, SERVICE)
     twilio.send("more", ALICE, SERVICE)
