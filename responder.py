@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import hmac
 import json
@@ -11,6 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from flask import Flask, Response, abort, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
@@ -150,13 +150,24 @@ def save_conversation(cookie, conversation: Conversation | None, pair: str, now:
 # ---- the webhook ----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=4096)
-def twiml_for(reply: str) -> str:
-    """Render a reply (or nothing) as TwiML; replies repeat a lot, so remember the recent ones."""
+def message_envelope() -> tuple[bytes, bytes]:
+    """Render a MessagingResponse with one <Message> once, split around where its text goes."""
+    mark = "\x00"  # never inside the envelope itself
     response = MessagingResponse()
-    if reply:
-        response.message(reply)
-    return response.to_xml()
+    response.message(mark)
+    head, tail = response.to_xml().encode().split(mark.encode())
+    return head, tail
+
+
+EMPTY_TWIML = MessagingResponse().to_xml().encode()
+MESSAGE_HEAD, MESSAGE_TAIL = message_envelope()
+
+
+def twiml_for(reply: str) -> bytes:
+    """Render a reply (or nothing) as TwiML, escaped exactly as MessagingResponse escapes it."""
+    if not reply:
+        return EMPTY_TWIML
+    return MESSAGE_HEAD + escape(reply).encode("utf-8", "xmlcharrefreplace") + MESSAGE_TAIL
 
 
 def twiml(reply: str) -> Response:

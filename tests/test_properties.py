@@ -6,8 +6,10 @@ from conftest import ALICE, SERVICE, TOKEN
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
+from twilio.twiml.messaging_response import MessagingResponse
 
 from conversation import MAX_BODY_CHARS
+from responder import twiml_for
 
 text = st.text(st.characters(codec="utf-8"), max_size=80)
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
@@ -59,3 +61,12 @@ def test_arbitrary_raw_requests_never_get_a_5xx(make_app, method, content_type, 
     headers = {"Cookie": cookie, **({"Content-Type": content_type} if content_type else {})}
     answer = app.test_client().open(f"/sms?{query}", method=method, data=body, headers=headers)
     assert_sane(answer, method)
+
+
+@settings(max_examples=500, deadline=None)
+@given(reply=st.text(max_size=200))
+def test_twiml_is_exactly_what_messaging_response_builds(reply):
+    built = MessagingResponse()
+    if reply:
+        built.message(reply)
+    assert twiml_for(reply) == built.to_xml().encode("utf-8", "xmlcharrefreplace")
