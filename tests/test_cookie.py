@@ -128,3 +128,12 @@ def test_cookie_size_stays_flat_over_ten_thousand_messages(twilio):
     size_after_many = twilio.cookie_size(ALICE, SERVICE)
     assert size_after_many - size_after_one <= 8  # only the counter's digits grow
     assert size_after_many < 4096 // 16
+
+
+def test_cookies_are_signed_exactly_as_flasks_own_session_signs_them(app, twilio):
+    from flask.sessions import SecureCookieSessionInterface
+
+    twilio.send("hello", ALICE, SERVICE)
+    ours = cookie_of(twilio, ALICE, SERVICE)
+    flasks = SecureCookieSessionInterface().get_signing_serializer(app)
+    assert flasks.loads(ours) == payload(ours)
