@@ -1,0 +1,461 @@
+"""Real processes for the integration tests: production instances, nginx in front, and Twilio's traffic."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from simulator import HttpTransport, Reply, Simulator
+
+REPO = Path(__file__).resolve().parents[2]
+NGINX_TEMPLATE = REPO / "deploy" / "nginx.conf"
+
+# Literal keys live only in test code.
+OLD_KEY = "cluster-key-old-5e1b9d2a7c4f8e3b6a0d9c1f"
+NEW_KEY = "cluster-key-new-a83c0f6e2d9b4a7c1e5f0b8d"
+TOKEN = "c0ffee11d00d22beef33cafe44f00d55"
+
+PUBLIC_HOST = "sms.example.com"
+WEBHOOK_URL = f"https://{PUBLIC_HOST}/sms"  # what Twilio signs; nginx plays the TLS terminator
+SERVICE = "+15005550199"
+UPSTREAM_OPTIONS = "max_fails=1 fail_timeout=5s"  # as in the README, "Deploy"
+
+GREETING = "Hi Friend, welcome! Text RESET any time to start over."
+COUNT_REPLY = re.compile(r"Hi Friend, this is message #(\d+) in our conversation\.")
+
+# Every other setting is blanked, so a developer's .env in the repository cannot change what is tested.
+BLANK_SETTINGS = (
+    "SECRET_KEY_FALLBACKS",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "PUBLIC_URL",
+    "CONVERSATION_IDLE_SECONDS",
+    "CALLERS_FILE",
+    "DEFAULT_REGION",
+    "GREETING_TEMPLATE",
+    "COUNT_REPLY_TEMPLATE",
+    "HELP_TEXT",
+)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def nginx_binary() -> str | None:
+    """Return the nginx executable (Debian puts it in /usr/sbin), or None."""
+    found = shutil.which("nginx")
+    if found:
+        return found
+    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+
+
+class Deadline:
+    """A time budget: every wait in a test takes what is left of it."""
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll `condition` until it is true; fail naming `what` after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= end:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def http_status(port: int, path: str, host: str = "127.0.0.1", timeout: float = 2.0) -> int:
+    """GET 127.0.0.1:port/path and return the status (raises OSError when nothing answers)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def answers(port: int, path: str, host: str = "127.0.0.1") -> bool:
+    try:
+        return http_status(port, path, host) == 200
+    except OSError:
+        return False
+
+
+def listening(port: int) -> bool:
+    """Whether 127.0.0.1:port accepts TCP connections."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+    except OSError:
+        return False
+    return True
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no file)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Process:
+    """A child in its own process group, output to a file; stopping it reaps the whole group."""
+
+    def __init__(self, argv: list[str], env: dict, cwd: Path, output: Path):
+        with output.open("ab") as out:
+            self.popen = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def send(self, signum: int) -> None:
+        if self.running():
+            self.popen.send_signal(signum)
+
+    def kill_group(self) -> None:
+        """SIGKILL the process and every child it left behind (granian's workers outlive their parent)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+
+    def wait_exit(self, grace: float) -> int | None:
+        """Wait up to `grace` seconds for an exit, then kill what is left; return the exit code or None."""
+        try:
+            code = self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            code = None
+        self.kill_group()
+        return code
+
+    def stop(self, signum: int = signal.SIGTERM, grace: float = 25.0) -> int | None:
+        """Send `signum`, then wait_exit(grace)."""
+        self.send(signum)
+        return self.wait_exit(grace)
+
+
+class Instance:
+    """One production server, `python serve.py serve` (granian, one worker), on 127.0.0.1:port."""
+
+    def __init__(self, name: str, workdir: Path):
+        self.name, self.workdir = name, workdir
+        self.port = free_port()
+        self.process: Process | None = None
+        self.runs = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def environment(self, secret_key: str, fallbacks: str) -> dict:
+        env = dict(os.environ)
+        env.update(dict.fromkeys(BLANK_SETTINGS, ""))
+        env.update(
+            RESPONDER_ENV="production",
+            SECRET_KEY=secret_key,
+            SECRET_KEY_FALLBACKS=fallbacks,
+            TWILIO_AUTH_TOKEN=TOKEN,
+            TRUSTED_PROXIES="1",
+            HOST="127.0.0.1",
+            PORT=str(self.port),
+            WEB_CONCURRENCY="1",
+        )
+        return env
+
+    def start(self, secret_key: str = OLD_KEY, fallbacks: str = "") -> None:
+        """Start (again) on the same port; each run logs to its own file."""
+        assert self.process is None or not self.process.running(), f"{self.name} is already running"
+        self.runs += 1
+        argv = [sys.executable, str(REPO / "serve.py"), "serve"]
+        self.process = Process(argv, self.environment(secret_key, fallbacks), REPO, self.log_of_run())
+
+    def wait_healthy(self, timeout: float) -> None:
+        def healthy() -> bool:
+            if self.process is None or not self.process.running():
+                raise AssertionError(f"{self.name} exited during start-up:\n{tail(self.log_of_run())}")
+            return answers(self.port, "/healthz")
+
+        wait_until(healthy, timeout, f"{self.name} to answer /healthz", interval=0.1)
+
+    def webhooks(self) -> list[dict]:
+        """The JSON webhook lines of every run of this instance, in order."""
+        return [w for run in range(1, self.runs + 1) for w in self.webhooks_of_run(run)]
+
+    def log_of_run(self, run: int | None = None) -> Path:
+        """The file one run (default: the current one) writes its output to."""
+        return self.workdir / f"{self.name}-run{run or self.runs}.log"
+
+    def webhooks_of_run(self, run: int | None = None) -> list[dict]:
+        """The JSON webhook lines one run (default: the current one) logged."""
+        text = self.log_of_run(run).read_text(encoding="utf-8", errors="replace")
+        records = (json.loads(line) for line in text.split("\n")[:-1] if line.startswith("{"))  # whole lines
+        return [r for r in records if r.get("msg") in ("webhook", "webhook refused")]
+
+    def stop(self, grace: float = 25.0) -> int | None:
+        """SIGTERM (graceful shutdown), then kill after `grace`; return the exit code or None."""
+        self.begin_stop()
+        return self.wait_stopped(grace)
+
+    def begin_stop(self) -> None:
+        """Send SIGTERM and return at once."""
+        if self.process:
+            self.process.send(signal.SIGTERM)
+
+    def wait_stopped(self, grace: float = 25.0) -> int | None:
+        return self.process.wait_exit(grace) if self.process else None
+
+    def kill(self) -> None:
+        """SIGKILL the whole instance at once, as when its machine or container dies."""
+        if self.process:
+            self.process.kill_group()
+
+
+class Nginx:
+    """Debian's nginx from deploy/nginx.conf: plain HTTP on 127.0.0.1, playing the TLS terminator."""
+
+    def __init__(self, binary: str, prefix: Path, upstreams: list[str]):
+        self.binary, self.prefix, self.upstreams = binary, prefix, upstreams
+        self.port = free_port()
+        self.process: Process | None = None
+        self.access_log = prefix / "access.log"
+        self.error_log = prefix / "error.log"
+
+    def render(self) -> str:
+        """Fill deploy/nginx.conf's placeholders the way the tests need them."""
+        values = {
+            "@PREFIX@": str(self.prefix),
+            "@USER@": pwd.getpwuid(os.geteuid()).pw_name,
+            "@LISTEN@": f"127.0.0.1:{self.port}",
+            "@TLS@": "",
+            "@SERVER_NAME@": PUBLIC_HOST,
+            "@UPSTREAMS@": " ".join(f"server {a} {UPSTREAM_OPTIONS};" for a in self.upstreams),
+            "@FORWARDED_PROTO@": "https",
+        }
+        text = NGINX_TEMPLATE.read_text(encoding="utf-8")
+        for placeholder, value in values.items():
+            text = text.replace(placeholder, value)
+        leftover = re.findall(r"@[A-Z_]+@", text)
+        assert not leftover, f"deploy/nginx.conf has placeholders the tests do not fill: {leftover}"
+        return text
+
+    def start(self) -> None:
+        self.prefix.mkdir(parents=True, exist_ok=True)
+        conf = self.prefix / "nginx.conf"
+        conf.write_text(self.render(), encoding="utf-8")
+        argv = [self.binary, "-p", str(self.prefix), "-c", str(conf), "-e", str(self.error_log)]
+        self.process = Process(argv, dict(os.environ), self.prefix, self.prefix / "output.log")
+
+    def wait_ready(self, timeout: float) -> None:
+        def ready() -> bool:
+            if self.process is None or not self.process.running():
+                raise AssertionError(f"nginx exited during start-up:\n{tail(self.error_log)}")
+            return answers(self.port, "/healthz", host=PUBLIC_HOST)
+
+        wait_until(ready, timeout, "nginx to answer /healthz", interval=0.1)
+
+    def upstream_tries(self) -> list[list[str]]:
+        """For each logged request, the instances nginx tried, in order (several: it was retried)."""
+        tries = []
+        for line in self.access_log.read_text(encoding="utf-8", errors="replace").splitlines():
+            match = re.search(r'upstream="([^"]*)"', line)
+            if match and '"POST /sms"' in line:
+                tries.append(re.split(r", | : ", match.group(1)))
+        return tries
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop(signal.SIGTERM, grace=10.0)
+
+
+class HalfSentWebhook:
+    """A signed webhook sent straight to an instance (as nginx would), held back before its last bytes."""
+
+    def __init__(self, port: int, phone: Simulator, sender: str):
+        _, headers, body = phone.prepare(phone.params("in flight", sender, SERVICE), "")
+        headers.update(
+            {
+                "Host": PUBLIC_HOST,
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-For": "127.0.0.1",
+                "Content-Length": str(len(body)),
+                "Connection": "close",
+            }
+        )
+        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        request = f"POST /sms HTTP/1.1\r\n{lines}\r\n".encode() + body
+        self.rest = request[-10:]
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=15)
+        self.socket.sendall(request[:-10])
+
+    def finish(self) -> tuple[int, str]:
+        """Send the last bytes; return the status and the reply text."""
+        try:
+            self.socket.sendall(self.rest)
+            response = http.client.HTTPResponse(self.socket)
+            try:
+                response.begin()
+                return response.status, Reply(response.status, response.read(), {}, [], "").text
+            finally:
+                response.close()
+        finally:
+            self.socket.close()
+
+
+def reply_count(text: str) -> int | None:
+    """Read the count out of a reply: the greeting is message 1, the count reply says its number."""
+    if text == GREETING:
+        return 1
+    match = COUNT_REPLY.fullmatch(text)
+    return int(match.group(1)) if match else None
+
+
+class Conversations:
+    """Many Twilio conversations through one URL: pairs interleave, each pair's messages stay in order."""
+
+    def __init__(self, target: str, pairs: int = 200, messages: int | None = 10, workers: int = 16):
+        self.phone = Simulator(HttpTransport(target), WEBHOOK_URL, token=TOKEN)
+        self.senders = [f"+1500556{i:04d}" for i in range(pairs)]
+        self.messages = messages  # None: keep going until stop()
+        self.sent_by_pair = Counter()
+        self.problems: list[str] = []
+        self.sent = 0
+        self.progress = threading.Condition()
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self.play, args=(self.senders[i::workers],), daemon=True)
+            for i in range(min(workers, pairs))
+        ]
+
+    def start(self) -> Conversations:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def play(self, senders: list[str]) -> None:
+        """Send message 1 of each of these pairs, then message 2 of each, and so on."""
+        n = 0
+        while not self.stopping.is_set() and (self.messages is None or n < self.messages):
+            n += 1
+            for sender in senders:
+                self.exchange(sender, n)
+
+    def exchange(self, sender: str, n: int) -> None:
+        """Send message n of a pair and check that the reply counts exactly n."""
+        try:
+            reply = self.phone.send(f"message {n}", sender, SERVICE)
+            status, text = reply.status, reply.text
+        except Exception as exc:  # a lost request is a finding, not a crash of the traffic
+            status, text = 0, repr(exc)
+        problem = ""
+        if status != 200:
+            problem = f"{sender} message {n}: status {status} {text[:120]!r}"
+        elif reply_count(text) != n:
+            problem = f"{sender} message {n}: reply {text!r}"
+        with self.progress:
+            self.sent += 1
+            self.sent_by_pair[sender] += 1
+            if problem:
+                self.problems.append(problem)
+            self.progress.notify_all()
+
+    def wait_for(self, sent: int, timeout: float) -> None:
+        """Wait until `sent` messages have been answered in all."""
+        with self.progress:
+            if not self.progress.wait_for(lambda: self.sent >= sent, timeout):
+                raise AssertionError(f"only {self.sent} of {sent} messages answered after {timeout:.0f} s")
+
+    def snapshot(self) -> Counter:
+        with self.progress:
+            return Counter(self.sent_by_pair)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def join(self, timeout: float) -> None:
+        """Wait for every conversation to finish (after stop() when they run until stopped)."""
+        end = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        running = sum(t.is_alive() for t in self.threads)
+        assert not running, (
+            f"{running} traffic threads still running after {timeout:.0f} s ({self.sent} sent)"
+        )
+
+    def summary(self) -> str:
+        shown = "\n".join(self.problems[:10])
+        return f"{len(self.problems)} problems in {self.sent} messages, first ones:\n{shown}"
+
+
+class Cluster:
+    """Production instances behind nginx on 127.0.0.1; everything started here is stopped by close()."""
+
+    def __init__(self, workdir: Path, nginx: str, instances: int = 2):
+        self.workdir = workdir
+        self.instances = [Instance(f"instance{i + 1}", workdir) for i in range(instances)]
+        self.nginx = Nginx(nginx, workdir / "nginx", [i.address for i in self.instances])
+        self.traffic: list[Conversations] = []
+
+    @property
+    def target(self) -> str:
+        return f"http://127.0.0.1:{self.nginx.port}"
+
+    def start(self, timeout: float = 60.0) -> None:
+        deadline = Deadline(timeout)
+        for instance in self.instances:
+            instance.start()
+        self.nginx.start()
+        for instance in self.instances:
+            instance.wait_healthy(deadline.left())
+        self.nginx.wait_ready(deadline.left())
+
+    def conversations(self, **options) -> Conversations:
+        """Start Twilio's traffic through nginx; close() stops it if the test did not."""
+        traffic = Conversations(self.target, **options)
+        self.traffic.append(traffic)
+        return traffic.start()
+
+    def close(self) -> None:
+        for traffic in self.traffic:
+            traffic.stop()
+        self.nginx.stop()  # traffic still running now fails fast, then ends
+        for traffic in self.traffic:
+            with contextlib.suppress(AssertionError):
+                traffic.join(30.0)
+        for instance in self.instances:
+            instance.stop(grace=10.0)
+
+    def report(self) -> str:
+        """The tails of every log, for a failed test's output."""
+        parts = [f"--- {log.name}\n{tail(log)}" for log in sorted(self.workdir.glob("*.log"))]
+        parts.append(f"--- nginx error.log\n{tail(self.nginx.error_log)}")
+        parts.append(f"--- nginx access.log\n{tail(self.nginx.access_log, 10)}")
+        return "\n".join(parts)
