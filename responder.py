@@ -280,12 +280,9 @@ def create_app(overrides: Mapping | None = None) -> Flask:
             abort(400, f"missing {' and '.join(missing)}")
 
         now = clock()
-        pairs = [pair_hash(k, sender, recipient) for k in keys[:1]]
+        pairs = [pair_hash(k, sender, recipient) for k in keys]  # current key first, then fallbacks
         cookie = session._get_current_object()
         conversation, fresh = load_conversation(cookie, pairs, now, settings.idle_seconds)
-        if fresh == "other_pair" and len(keys) > 1:
-            pairs += [pair_hash(k, sender, recipient) for k in keys[1:]]
-            conversation, fresh = load_conversation(cookie, pairs, now, settings.idle_seconds)
         message = Inbound(
             body=params.get("Body", ""),
             message_id=message_fingerprint(sid),
