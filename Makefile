@@ -28,6 +28,10 @@ test: $(BIN)/.dev  ## lint, then the whole test suite
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
+bench: $(BIN)/.dev  ## the side-by-side benchmark (shipped vs tutorial baseline vs floor); writes bench/RESULTS.md
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/run.py
+
 lint: $(BIN)/.dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 

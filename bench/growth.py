@@ -1,0 +1,202 @@
+"""How flat: CPU per message and cookie size deep into one conversation, and server memory over many pairs.
+
+CPU and cookie run in a child process (`python -m bench.growth`, settings as JSON on stdin, results as
+JSON on stdout) against responder.create_app() through Flask's test client. The cookie is the one the
+service set on the previous reply, every webhook is signed and verified, and message 100,000 is really
+the 100,000th message of its conversation. The three windows (message 1 of fresh conversations, around
+message 1,000 and around message 100,000; 1,000 messages each) are measured in interleaved chunks of 100
+so drift cancels out, and the least disturbed chunk of each window gives its CPU per message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode
+
+from bench.load import ACCOUNT_SID, SIGNED_URL, Dataset, run_wrk
+from bench.procs import HarnessError, Server, free_port
+from bench.variants import BIN, ROOT, Settings
+
+FORM = "application/x-www-form-urlencoded"
+COUNT = re.compile(rb"#(\d+)")
+
+
+@dataclass
+class Thread:
+    """One conversation as Twilio keeps it: the pair, its cookie, and how many messages it has sent."""
+
+    sender: str
+    to: str
+    cookie: str = ""
+    sent: int = 0
+
+
+class Phone:
+    """Sign and send webhooks to the app through its test client, keeping the cookie by hand."""
+
+    def __init__(self, app, token: str):
+        from twilio.request_validator import RequestValidator
+
+        from simulator import Simulator
+
+        self.client = app.test_client(use_cookies=False)
+        self.url = SIGNED_URL
+        self.sim = Simulator(transport=None, url=SIGNED_URL, token=token, account_sid=ACCOUNT_SID)
+        self.validator = RequestValidator(token)
+        self.sids = 0
+
+    def prepare(self, thread: Thread) -> tuple[bytes, str]:
+        """Build and sign the thread's next message (a new MessageSid each time)."""
+        self.sids += 1
+        params = self.sim.params(f"hello {self.sids}", thread.sender, thread.to, sid=f"SM{self.sids:032x}")
+        return urlencode(params).encode(), self.validator.compute_signature(self.url, params)
+
+    def send(self, thread: Thread, prepared: tuple[bytes, str]) -> tuple[int, bytes]:
+        body, signature = prepared
+        headers = {"X-Twilio-Signature": signature}
+        if thread.cookie:
+            headers["Cookie"] = thread.cookie
+        response = self.client.post(
+            "/sms", base_url="http://127.0.0.1", data=body, content_type=FORM, headers=headers
+        )
+        thread.sent += 1
+        set_cookie = response.headers.get("Set-Cookie")
+        if set_cookie:
+            thread.cookie = set_cookie.split(";", 1)[0]
+        return response.status_code, response.get_data()
+
+
+def stated_count(body: bytes) -> int:
+    """The count a reply states ("#N"); the greeting (message 1) states none."""
+    match = COUNT.search(body)
+    return int(match.group(1)) if match else 1
+
+
+def measure(overrides: dict, token: str, depth: int, window: int, chunks: int) -> dict:
+    from responder import create_app
+
+    app = create_app(overrides)
+    devnull = open(os.devnull, "w")  # noqa: SIM115 (open for the process's life)
+    for handler in logging.getLogger("responder").handlers:  # keep the JSON log lines, but not on screen
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(devnull)
+    phone = Phone(app, token)
+
+    positions = {
+        1: None,
+        1000: Thread("+15005551000", "+14155550100"),
+        depth: Thread("+15005551001", "+14155550100"),
+    }
+    climb_started = time.perf_counter()
+    for target, thread in positions.items():
+        if thread is None:
+            continue
+        while thread.sent < target - window // 2:
+            status, body = phone.send(thread, phone.prepare(thread))
+            if status != 200:
+                raise SystemExit(f"message {thread.sent} got {status}: {body[:200]!r}")
+    climb_seconds = time.perf_counter() - climb_started
+
+    size = window // chunks
+    cpu: dict[int, list[float]] = {p: [] for p in positions}
+    cookie_bytes: dict[int, int] = {}
+    fresh = 0
+    for c in range(chunks):
+        order = list(positions)[c % len(positions) :] + list(positions)[: c % len(positions)]
+        for position in order:
+            if positions[position] is None:  # message 1: a fresh conversation for every sample
+                threads = [Thread(f"+1500556{fresh + k:04d}", "+14155550101") for k in range(size)]
+                fresh += size
+            else:
+                threads = [positions[position]] * size
+            prepared = [phone.prepare(t) for t in threads]
+            answers = []
+            started = time.process_time()
+            for thread, request in zip(threads, prepared, strict=True):
+                answers.append((*phone.send(thread, request), len(thread.cookie)))
+            cpu[position].append((time.process_time() - started) / size)
+            for k, (status, body, cookie_size) in enumerate(answers):
+                expected = 1 if positions[position] is None else threads[0].sent - size + k + 1
+                if status != 200 or stated_count(body) != expected:
+                    raise SystemExit(f"expected message #{expected}, got {status} {body[:200]!r}")
+                if expected == position:
+                    cookie_bytes[position] = cookie_size  # what Twilio sends back: name=value
+    return {
+        # Other work on the machine only ever adds CPU time (shared caches, SMT siblings), so like timeit
+        # take the least disturbed chunk; every chunk is reported too.
+        "cpu_ms": {str(p): min(v) * 1000 for p, v in cpu.items()},
+        "cpu_ms_chunks": {str(p): [round(x * 1000, 4) for x in v] for p, v in cpu.items()},
+        "cookie_bytes": {str(p): cookie_bytes[p] for p in positions},
+        "climb_seconds": climb_seconds,
+        "chunk": size,
+    }
+
+
+# ---- the harness side ----------------------------------------------------------------------
+
+
+def cpu_and_cookie(settings: Settings, depth: int, window: int = 1000, chunks: int = 10) -> dict:
+    """Run measure() in a fresh child process with the production settings."""
+    spec = {
+        "overrides": settings.service_overrides(),
+        "token": settings.auth_token,
+        "depth": depth,
+        "window": window,
+        "chunks": chunks,
+    }
+    child = subprocess.run(
+        [str(BIN / "python"), "-m", "bench.growth"],
+        input=json.dumps(spec).encode(),
+        capture_output=True,
+        cwd=ROOT,
+        check=False,
+        timeout=900,
+    )
+    if child.returncode != 0:
+        raise HarnessError(f"growth measurement failed:\n{child.stderr.decode(errors='replace')[-2000:]}")
+    return json.loads(child.stdout)
+
+
+def server_rss(settings: Settings, out: Path, few: Dataset, many: Dataset) -> dict:
+    """Worker RSS of the shipped server (one worker) after `few.pairs` and after all distinct pairs."""
+    port = free_port()
+    server = Server(
+        [str(BIN / "python"), "serve.py", "serve"],
+        settings.service_env(port, workers=1),
+        port,
+        out / "server-rss.log",
+        ROOT,
+    )
+    server.start()
+    try:
+        rss = {}
+        for dataset in (few, many):
+            result = run_wrk(port, dataset, seconds=600, mode="once", counts=True)
+            problems = result.problems(counts=True, roundtrips=dataset.messages > 1)
+            if result.data["answered"] != dataset.requests:
+                problems.append(f"{result.data['answered']} of {dataset.requests} webhooks answered")
+            if problems:
+                raise HarnessError(f"memory growth run: {'; '.join(problems)}\n{server.log_tail()}")
+            rss[dataset.pairs] = server.worker_memory_kib("VmRSS")
+        peak = server.worker_memory_kib("VmHWM")
+    finally:
+        server.stop()
+    return {"rss_kib": {"few": rss[few.pairs], "many": rss[many.pairs]}, "peak_kib": peak}
+
+
+def main() -> None:
+    spec = json.load(sys.stdin)
+    result = measure(spec["overrides"], spec["token"], spec["depth"], spec["window"], spec["chunks"])
+    json.dump(result, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

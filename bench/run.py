@@ -1,0 +1,180 @@
+"""make bench: how fast, how lean, how flat; the service side by side with a baseline and a floor.
+
+    .venv/bin/python bench/run.py [--rounds 5] [--duration 8] [--quick]
+
+Four servers (bench/variants.py) get the same load in interleaved rounds, so machine drift cancels out:
+every round runs every variant once, in rotating order, each on a freshly started server (cold start,
+pre-flight, warm-up, measured run). Then the growth checks (bench/growth.py). Prints the report with
+PASS/FAIL targets and writes bench/RESULTS.md. Exits 0 when the measurements are sound, whatever the
+targets say; nonzero when the harness breaks (a server fails, errors or wrong counts under load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: bench.*, responder
+
+from bench import growth, report
+from bench.load import Dataset, WrkResult, preflight, run_wrk, write_dataset, wrk_binary
+from bench.procs import HarnessError, Server, free_port, machine_busy_seconds, own_cpu_seconds, stop_all
+from bench.variants import ROOT, VARIANTS, Settings, Variant
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"  # generated data and server logs (git-ignored)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds of measured load per run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measured run")
+    parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY / gunicorn -w, all variants")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (one per wrk thread)")
+    parser.add_argument("--pairs", type=int, default=2000, help="distinct (From, To) pairs in the load")
+    parser.add_argument("--messages", type=int, default=16, help="signed messages per pair (then repeats)")
+    parser.add_argument("--depth", type=int, default=100_000, help="the deep message of the growth check")
+    parser.add_argument("--growth-pairs", type=int, default=100_000, help="distinct pairs for the RSS check")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 1 round, short loads, shallow growth; no RESULTS.md",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.duration, args.warmup, args.pairs = 1, 3.0, 1.0, 320
+        args.depth, args.growth_pairs = 5_000, 5_000
+    return args
+
+
+def measure(variant: Variant, settings: Settings, dataset: Dataset, args: argparse.Namespace) -> report.Run:
+    """Start the variant's server, check it, warm it up, measure one load run, stop it."""
+    port = free_port()
+    server = Server(
+        variant.command(port, settings.workers),
+        variant.env(settings, port),
+        port,
+        OUT / f"{variant.name}.log",
+        ROOT,
+    )
+    cold = server.start()
+    try:
+        preflight(port, settings.auth_token, checks_signatures=variant.service)
+        warmup = run_wrk(port, dataset, args.warmup, counts=variant.counts)
+        check(variant, server, warmup, "warm-up", roundtrips=False)  # too short to come round to a pair
+        before = server.cpu_seconds()
+        result = run_wrk(port, dataset, args.duration, counts=variant.counts)
+        cpu = server.cpu_seconds() - before
+        check(variant, server, result, "measured run")
+        if cpu > (os.cpu_count() or 1) * result.seconds * 1.05:  # a process group or clock gone wrong
+            raise HarnessError(f"{variant.name}: {cpu:.1f} CPU seconds in {result.seconds:.1f} s of load")
+        peak_kib = server.worker_memory_kib("VmHWM")
+    finally:
+        server.stop()
+    return report.Run(
+        rps=result.rps,
+        p50_ms=result.latency_ms("p50"),
+        p99_ms=result.latency_ms("p99"),
+        cpu_ms=cpu / result.requests * 1000,
+        rss_mib=peak_kib / 1024,
+        cold_s=cold,
+        requests=result.requests,
+    )
+
+
+def check(variant: Variant, server: Server, result: WrkResult, phase: str, roundtrips: bool = True) -> None:
+    problems = result.problems(counts=variant.counts, roundtrips=roundtrips)
+    if problems:
+        raise HarnessError(f"{variant.name}, {phase}: {'; '.join(problems)}\n{server.log_tail()}")
+
+
+def interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
+    OUT.mkdir(exist_ok=True)
+    started = time.perf_counter()
+    load_before = "{:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+    busy_before, own_before = machine_busy_seconds(), own_cpu_seconds()
+    try:
+        wrk = wrk_binary()
+        settings = Settings.create(OUT, args.workers)
+        token = settings.auth_token
+        print(
+            f"bench: signing {args.pairs * args.messages + 1000 + args.growth_pairs - 10:,} webhooks ...",
+            flush=True,
+        )
+        dataset = write_dataset(OUT / "load", token, 0, args.pairs, args.messages, args.connections)
+        few = write_dataset(OUT / "rss-few", token, 0, 10, 100, 1)
+        many = write_dataset(OUT / "rss-many", token, 10, args.growth_pairs - 10, 1, 4)
+        print(f"bench: signed in {time.perf_counter() - started:.0f} s", flush=True)
+
+        runs: dict[str, list[report.Run]] = {v.name: [] for v in VARIANTS}
+        for r in range(args.rounds):
+            order = VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]
+            for variant in order:
+                run = measure(variant, settings, dataset, args)
+                runs[variant.name].append(run)
+                print(
+                    f"bench: round {r + 1}/{args.rounds} {variant.name:<20} {run.rps:7.0f} req/s  "
+                    f"p99 {run.p99_ms:6.1f} ms  CPU {run.cpu_ms:.3f} s/1k  RSS {run.rss_mib:5.1f} MiB  "
+                    f"cold {run.cold_s:.2f} s",
+                    flush=True,
+                )
+
+        print(f"bench: growth: one conversation to message {args.depth:,} (in-process) ...", flush=True)
+        flat = growth.cpu_and_cookie(settings, args.depth)
+        print(f"bench: growth: shipped server over {args.growth_pairs:,} distinct pairs ...", flush=True)
+        memory = growth.server_rss(settings, OUT, few, many)
+        memory.update(few_pairs=few.pairs, many_pairs=few.pairs + many.pairs)
+
+        n = args.connections
+        others = (machine_busy_seconds() - busy_before) - (own_cpu_seconds() - own_before)
+        meta = {
+            "load": f"wrk -t{n} -c{n} -d{args.duration:g}s (+{args.warmup:g}s warm-up) -s bench/conversations.lua, "
+            f"{args.pairs:,} pairs; {args.workers} workers per server",
+            "rounds": args.rounds,
+            "workers": args.workers,
+            "load_before": load_before,
+            "others_share": max(0.0, others) / ((time.perf_counter() - started) * (os.cpu_count() or 1)),
+            "command": shlex.join([".venv/bin/python", "bench/run.py", *(argv or sys.argv[1:])]),
+        }
+        text, targets = report.build(VARIANTS, runs, flat, memory, meta)
+        print("\n" + text)
+        seconds = time.perf_counter() - started
+        written = "bench/RESULTS.md not written (--quick)"
+        if not args.quick:
+            report.write_results(HERE / "RESULTS.md", text, meta, wrk, seconds)
+            written = "wrote bench/RESULTS.md"
+        held = sum(t.passed for t in targets)
+        print(f"\nbench: {held}/{len(targets)} targets held; {seconds:.0f} s; {written}")
+        return 0
+    except HarnessError as exc:
+        print(f"\nbench: the harness broke, figures not trustworthy:\n{exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nbench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        stop_all()
+        for data in [
+            *OUT.glob("*.tsv"),
+            *OUT.glob("*.done-*"),
+        ]:  # signed webhooks: ~70 MB, made anew each run
+            data.unlink()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The four servers measured side by side, and the production settings they run with."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+# Every variable the service reads; all are set explicitly so neither the caller's environment nor a
+# `.env` in the repository changes what is measured (an empty value means "use the default").
+SERVICE_VARIABLES = (
+    "RESPONDER_ENV",
+    "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "PUBLIC_URL",
+    "TRUSTED_PROXIES",
+    "CONVERSATION_IDLE_SECONDS",
+    "CALLERS_FILE",
+    "DEFAULT_REGION",
+    "HOST",
+    "PORT",
+    "GREETING_TEMPLATE",
+    "COUNT_REPLY_TEMPLATE",
+    "HELP_TEXT",
+)
+DIRECTORY_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What every run shares: signing key, Twilio auth token, caller directory, workers."""
+
+    secret_key: str
+    auth_token: str
+    callers_file: Path
+    workers: int
+
+    @classmethod
+    def create(cls, out: Path, workers: int) -> Settings:
+        callers_file = out / "callers.csv"
+        write_directory(callers_file, DIRECTORY_SIZE)
+        return cls(secrets.token_urlsafe(48), secrets.token_hex(16), callers_file, workers)
+
+    def service_env(self, port: int, workers: int | None = None) -> dict[str, str]:
+        """The production settings `make serve` needs, signature checks on; PUBLIC_URL unset."""
+        env = base_env(workers or self.workers)
+        env.update(
+            RESPONDER_ENV="production",
+            SECRET_KEY=self.secret_key,
+            TWILIO_AUTH_TOKEN=self.auth_token,
+            CALLERS_FILE=str(self.callers_file),
+            HOST="127.0.0.1",
+            PORT=str(port),
+        )
+        return env
+
+    def service_overrides(self) -> dict[str, str]:
+        """The same settings for create_app(overrides) in-process."""
+        env = self.service_env(port=5000)
+        return {name: env[name] for name in SERVICE_VARIABLES}
+
+
+def sender(i: int) -> str:
+    """The From number of pair i (E.164, as Twilio sends it); the directory names the first 1000."""
+    return f"+1{5005550000 + i}"
+
+
+def write_directory(path: Path, rows: int) -> None:
+    lines = ["number,name"] + [f"{sender(i)},Caller {i}" for i in range(rows)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def base_env(workers: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES and k != "GUNICORN_CMD_ARGS"}
+    env.update({name: "" for name in SERVICE_VARIABLES})
+    env["WEB_CONCURRENCY"] = str(workers)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One server under test: how to start it on a port, and what its replies prove."""
+
+    name: str
+    app: str
+    server: str
+    counts: bool  # replies state the conversation's count, so cookie round-trips can be checked
+    service: bool  # the real service: its signature check is verified before the load
+
+    def command(self, port: int, workers: int) -> list[str]:
+        python, gunicorn = str(BIN / "python"), str(BIN / "gunicorn")
+        bind = f"127.0.0.1:{port}"
+        if self.name == "shipped":
+            return [python, "serve.py", "serve"]
+        if self.name == "baseline":
+            return [gunicorn, "-w", str(workers), "-b", bind, "bench.baseline_app:app"]
+        if self.name == "service-on-gunicorn":
+            return [gunicorn, "-w", str(workers), "-b", bind, "responder:create_app()"]
+        if self.name == "floor":
+            return [python, "-m", "bench.granian_serve", "bench.floor_app:app", "127.0.0.1", str(port)]
+        raise ValueError(self.name)
+
+    def env(self, settings: Settings, port: int) -> dict[str, str]:
+        if self.service:
+            return settings.service_env(port)
+        env = base_env(settings.workers)
+        env["SECRET_KEY"] = settings.secret_key
+        return env
+
+
+VARIANTS = (
+    Variant("shipped", "the service", "granian: python serve.py serve", counts=True, service=True),
+    Variant("baseline", "bench/baseline_app.py", "gunicorn -w N (sync)", counts=True, service=False),
+    Variant("service-on-gunicorn", "the service", "gunicorn -w N (sync)", counts=True, service=True),
+    Variant("floor", "bench/floor_app.py", "granian with serve.py's config", counts=False, service=False),
+)
