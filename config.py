@@ -14,6 +14,24 @@ from dotenv import dotenv_values
 
 from conversation import DEFAULT_COUNT_REPLY, DEFAULT_GREETING, MAX_BODY_CHARS, template_errors
 
+# Every variable the service reads (WEB_CONCURRENCY belongs to serve.py's server, not to the app).
+VARIABLES = (
+    "RESPONDER_ENV",
+    "SECRET_KEY",
+    "SECRET_KEY_FALLBACKS",
+    "TWILIO_AUTH_TOKEN",
+    "TWILIO_AUTH_TOKEN_SECONDARY",
+    "PUBLIC_URL",
+    "TRUSTED_PROXIES",
+    "CONVERSATION_IDLE_SECONDS",
+    "CALLERS_FILE",
+    "DEFAULT_REGION",
+    "HOST",
+    "PORT",
+    "GREETING_TEMPLATE",
+    "COUNT_REPLY_TEMPLATE",
+    "HELP_TEXT",
+)
 MIN_SECRET_CHARS = 32
 TWILIO_COOKIE_CAP_SECONDS = 4 * 3600
 # Sample keys from tutorials, docs and generators; a key copied from one is as good as public.

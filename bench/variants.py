@@ -8,28 +8,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from config import VARIABLES
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 # Every variable the service reads; all are set explicitly so neither the caller's environment nor a
 # `.env` in the repository changes what is measured (an empty value means "use the default").
-SERVICE_VARIABLES = (
-    "RESPONDER_ENV",
-    "SECRET_KEY",
-    "SECRET_KEY_FALLBACKS",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_AUTH_TOKEN_SECONDARY",
-    "PUBLIC_URL",
-    "TRUSTED_PROXIES",
-    "CONVERSATION_IDLE_SECONDS",
-    "CALLERS_FILE",
-    "DEFAULT_REGION",
-    "HOST",
-    "PORT",
-    "GREETING_TEMPLATE",
-    "COUNT_REPLY_TEMPLATE",
-    "HELP_TEXT",
-)
+SERVICE_VARIABLES = VARIABLES
 DIRECTORY_SIZE = 1000
 
 

@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from config import VARIABLES
 from responder import COOKIE_NAME, create_app
 from simulator import FlaskTransport, ManualClock, Simulator, StoredCookie
 
@@ -19,29 +20,11 @@ WEBHOOK_URL = "https://sms.example.com/sms"
 ALICE, BOB, CAROL = "+15005550101", "+15005550102", "+15005550103"
 SERVICE, OTHER_SERVICE = "+15005550199", "+15005550198"
 
-SETTINGS_VARIABLES = [
-    "RESPONDER_ENV",
-    "SECRET_KEY",
-    "SECRET_KEY_FALLBACKS",
-    "TWILIO_AUTH_TOKEN",
-    "TWILIO_AUTH_TOKEN_SECONDARY",
-    "PUBLIC_URL",
-    "TRUSTED_PROXIES",
-    "CONVERSATION_IDLE_SECONDS",
-    "CALLERS_FILE",
-    "DEFAULT_REGION",
-    "HOST",
-    "PORT",
-    "GREETING_TEMPLATE",
-    "COUNT_REPLY_TEMPLATE",
-    "HELP_TEXT",
-]
-
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch, tmp_path):
     """Keep the developer's environment and `.env` out of the tests."""
-    for name in SETTINGS_VARIABLES:
+    for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
 
