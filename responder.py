@@ -240,7 +240,13 @@ def create_app(overrides: Mapping | None = None) -> Flask:
     texts = Texts(greeting=settings.greeting, count_reply=settings.count_reply, help=settings.help_text)
     keys = pair_keys([settings.secret_key, *settings.secret_key_fallbacks])
 
-    app.register_error_handler(HTTPException, plain_error)
+    @app.errorhandler(HTTPException)
+    def refuse(error: HTTPException) -> Response:
+        if request.path == "/sms" and error.code != 403:  # a 403 is logged with its diagnosis
+            fields = {"outcome": f"refused:{error.code}", "why": error.description}
+            log.warning("webhook refused", extra={"webhook": fields})
+        return plain_error(error)
+
     app.cli.add_command(chat_command)
 
     @app.get("/healthz")

@@ -27,11 +27,12 @@ def signed_post(client, data, url=WEBHOOK_URL, **kwargs):
         ({"Body": "hi"}, "From and To"),
     ],
 )
-def test_missing_numbers_are_a_400_naming_the_field(app, data, missing):
+def test_missing_numbers_are_a_400_naming_the_field(app, webhook_log, data, missing):
     answer = signed_post(app.test_client(), data)
     assert answer.status_code == 400
     assert answer.mimetype == "text/plain"
     assert f"missing {missing}" in answer.get_data(as_text=True)
+    assert webhook_log()[-1] == {"outcome": "refused:400", "why": f"missing {missing}"}
 
 
 def test_a_body_over_64_kib_is_a_413(app):
@@ -50,9 +51,10 @@ def test_a_body_just_under_the_limit_is_answered(app):
     [("application/json", b'{"From": "+15005550101"}'), ("text/plain", b"From=%2B15005550101"),
      ("multipart/form-data; boundary=x", b"--x--")],
 )  # fmt: skip
-def test_a_post_that_is_not_form_encoded_is_a_415(app, content_type, body):
+def test_a_post_that_is_not_form_encoded_is_a_415(app, webhook_log, content_type, body):
     answer = app.test_client().post("/sms", data=body, headers={"Content-Type": content_type})
     assert answer.status_code == 415
+    assert webhook_log()[-1]["outcome"] == "refused:415"
     assert "application/x-www-form-urlencoded" in answer.get_data(as_text=True)
 
 
