@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,15 +41,22 @@ def to_e164(number: str, region: str) -> str:
     try:
         parsed = phonenumbers.parse(number, region)
     except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"{number!r} is not a phone number ({exc})") from None
+        raise ValueError(f"not a phone number ({exc})") from None  # the number itself stays out of logs
     if not phonenumbers.is_possible_number(parsed):
-        raise ValueError(f"{number!r} has the wrong number of digits for its country")
+        raise ValueError("the number has the wrong number of digits for its country")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def parse_directory(lines: list[str], source: str, region: str) -> Directory:
     """Parse CSV lines (header `number,name`) into a Directory; raise DirectoryError on a bad row."""
     reader = csv.reader(lines)
+    try:
+        return _read_rows(reader, source, region)
+    except csv.Error as exc:
+        raise DirectoryError(f"{source}:{reader.line_num}: not valid CSV ({exc})") from None
+
+
+def _read_rows(reader, source: str, region: str) -> Directory:
     header = next(reader, None)
     if header is None or [h.strip().lower() for h in header] != ["number", "name"]:
         raise DirectoryError(f"{source}:1: the first line must be the header 'number,name'")
@@ -64,6 +72,8 @@ def parse_directory(lines: list[str], source: str, region: str) -> Directory:
         raw_number, name = row[0].strip(), row[1].strip()
         if not name:
             raise DirectoryError(f"{source}:{line}: the name is empty")
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in name):
+            raise DirectoryError(f"{source}:{line}: the name contains control characters")
         if len(name) > MAX_NAME_CHARS:
             raise DirectoryError(f"{source}:{line}: the name is longer than {MAX_NAME_CHARS} characters")
         try:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 import sys
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
-from simulator import FlaskTransport, HttpTransport, ManualClock, Simulator, parse_duration
+from simulator import FlaskTransport, HttpTransport, ManualClock, Simulator, cookie_payload, parse_duration
 
 DEFAULT_FROM = "+15005550100"
 DEFAULT_TO = "+15005550199"
@@ -25,14 +22,10 @@ class ChatError(Exception):
 
 
 def cookie_count(cookie_header: str) -> int | None:
-    """Read the conversation count from a signed (not encrypted) cookie, as anyone holding it could."""
+    """Read the conversation count from the cookie (signed, not encrypted), as anyone holding it could."""
     try:
-        value = cookie_header.split("=", 1)[1].split(";")[0]
-        is_compressed = value.startswith(".")
-        data = value.lstrip(".").split(".")[0]
-        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-        return json.loads(zlib.decompress(raw) if is_compressed else raw).get("n")
-    except (IndexError, ValueError, zlib.error, AttributeError):
+        return cookie_payload(cookie_header.split("=", 1)[1].split(";")[0]).get("n")
+    except (IndexError, ValueError, AttributeError):
         return None
 
 

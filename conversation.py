@@ -68,6 +68,12 @@ def template_errors(template: str) -> list[str]:
     if unknown:
         allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
         return [f"unknown placeholder(s) {', '.join(unknown)!s}; allowed: {allowed}"]
+    try:
+        sample = template.format(name=DEFAULT_NAME, count=1, to="+15005550100")
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        return [f"cannot be filled in ({exc}); use plain {{name}}, {{count}} and {{to}}"]
+    if not sample.strip():
+        return ["is empty; a reply must say something"]
     return []
 
 
@@ -76,7 +82,10 @@ def keyword_of(message: Inbound) -> str:
     opt_out_type = message.opt_out_type.strip().upper()
     if opt_out_type in ("STOP", "START", "HELP"):
         return opt_out_type
-    word = message.body.strip().upper()
+    word = message.body.strip()
+    if not word.isascii():  # "\u017ftop".upper() is "STOP", but it is not one of Twilio's keywords
+        return ""
+    word = word.upper()
     if word in OPT_OUT_KEYWORDS:
         return "STOP"
     if word in OPT_IN_KEYWORDS:

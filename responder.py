@@ -90,9 +90,6 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
             return self.session_class()
         try:
             data = self.get_signing_serializer(app).loads(value)
-            if not isinstance(data, dict):
-                raise BadSignature("not a mapping")
-            return self.session_class(data)
         except BadSignature:
             cookie = self.session_class()
             cookie.refused_because = "bad_signature" if "." in value else "garbage"
@@ -101,6 +98,11 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
             cookie = self.session_class()
             cookie.refused_because = "garbage"
             return cookie
+        if not isinstance(data, dict):  # signed by us, but not a conversation: a format we no longer write
+            cookie = self.session_class()
+            cookie.refused_because = "old_format"
+            return cookie
+        return self.session_class(data)
 
     def save_session(self, app: Flask, session, response: Response) -> None:
         name = self.get_cookie_name(app)
@@ -224,12 +226,13 @@ def create_app(overrides: Mapping | None = None) -> Flask:
         SESSION_COOKIE_NAME=COOKIE_NAME,
         SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
-        MAX_FORM_MEMORY_SIZE=MAX_BODY_BYTES,
     )
     app.session_interface = ConversationSessionInterface(settings.idle_seconds)
     if settings.trusted_proxies:
         n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n, x_prefix=n)
+        # Proto, Host (with any port) and For only: a client-supplied X-Forwarded-Port or -Prefix
+        # that a proxy passes on unchanged must not reshape the URL the signature is checked against.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=0, x_prefix=0)
     app.extensions["responder"] = settings
 
     try:
@@ -267,9 +270,15 @@ def create_app(overrides: Mapping | None = None) -> Flask:
     def sms():
         started = time.perf_counter()
         req = request._get_current_object()  # one context lookup instead of one per attribute
+        if req.method == "HEAD":  # Flask allows HEAD wherever GET is; a webhook call must not be one
+            abort(405, valid_methods=["GET", "POST"])
         is_post = req.method == "POST"
         if is_post and req.mimetype != FORM_MIMETYPE:
             abort(415, f"send the webhook as {FORM_MIMETYPE} (Twilio's default)")
+        if (
+            is_post and req.content_length is None
+        ):  # chunked: servers differ on such bodies, Twilio never sends one
+            abort(411, "send the webhook with a Content-Length header, as Twilio does")
         params = req.form if is_post else req.args
         sid = params.get("MessageSid", "")[:64]
         # A GET's parameters are part of its signed URL; a POST's are signed as fields.

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
+import json
 import re
 import secrets
 import threading
 import time
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -16,7 +19,8 @@ from urllib.parse import urlencode, urlsplit
 
 from twilio.request_validator import RequestValidator
 
-TWILIO_COOKIE_CAP_SECONDS = 4 * 3600  # Twilio forgets a pair's cookies after 4 hours at most
+from config import TWILIO_COOKIE_CAP_SECONDS  # Twilio forgets a pair's cookies after 4 hours
+
 API_VERSION = "2010-04-01"
 
 GSM7_BASIC = (
@@ -45,6 +49,17 @@ def parse_duration(text: str) -> float:
     if not text or "".join(n + u for n, u in parts) != text.replace(" ", ""):
         raise ValueError(f"{text!r} is not a duration; write e.g. 90s, 15m, 4h or 4h30m")
     return sum(float(n) * units[u or "s"] for n, u in parts)
+
+
+def cookie_payload(value: str) -> dict:
+    """Decode an itsdangerous-signed cookie's payload without checking its signature (ValueError if not one)."""
+    is_compressed = value.startswith(".")
+    data = value.lstrip(".").split(".")[0]
+    raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    try:
+        return json.loads(zlib.decompress(raw) if is_compressed else raw)
+    except zlib.error as exc:
+        raise ValueError(f"not a cookie payload ({exc})") from None
 
 
 class ManualClock:
@@ -258,8 +273,3 @@ class Simulator:
 
     def cookie_size(self, sender: str, to: str) -> int:
         return len(self.cookie_header(sender, to))
-
-    def forget(self, sender: str, to: str) -> None:
-        """Drop a pair's cookies (a new phone, or Twilio's cap)."""
-        with self.lock:
-            self.jars.pop((sender, to), None)

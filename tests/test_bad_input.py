@@ -1,5 +1,7 @@
 """Bad requests get a clear 4xx and never a 5xx."""
 
+import io
+
 import pytest
 from conftest import ALICE, SERVICE, TOKEN, WEBHOOK_URL
 
@@ -75,3 +77,22 @@ def test_errors_are_plain_text_and_show_no_secrets(app):
 def test_unknown_paths_are_a_plain_404(app):
     answer = app.test_client().get("/nope")
     assert answer.status_code == 404 and answer.mimetype == "text/plain"
+
+
+def test_a_post_without_content_length_is_a_411(app):
+    body = io.BytesIO(b"From=%2B15005550101&To=%2B15005550199&Body=" + b"a" * 200_000)
+    answer = app.test_client().post(
+        "/sms",
+        input_stream=body,
+        content_type="application/x-www-form-urlencoded",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert answer.status_code == 411
+    assert "Content-Length" in answer.get_data(as_text=True)
+
+
+def test_head_is_not_a_webhook_call(app, twilio):
+    answer = app.test_client().head("/sms?From=%2B15005550101&To=%2B15005550199&Body=hi")
+    assert answer.status_code == 405
+    assert "Set-Cookie" not in answer.headers

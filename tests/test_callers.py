@@ -38,12 +38,15 @@ def test_a_directory_maps_numbers_to_names():
         (["number,name", "+15005550101,"], "callers.csv:2:", "name is empty"),
         (["number,name", "+15005550101,Ada,extra"], "callers.csv:2:", "2 columns"),
         (["number,name", "+15005550101," + "x" * 101], "callers.csv:2:", "longer"),
+        (["number,name", "+15005550101,Ada\x00"], "callers.csv:2:", "control characters"),
+        (["number,name", '+15005550101,"' + "x" * 200_000 + '"'], "callers.csv:2:", "not valid CSV"),
     ],
 )
 def test_a_bad_row_names_file_and_line(lines, where, what):
     with pytest.raises(DirectoryError) as caught:
         parse_directory(lines, "callers.csv", "US")
     assert str(caught.value).startswith(where) and what in str(caught.value)
+    assert "5550101" not in str(caught.value) and "call me" not in str(caught.value)
 
 
 def test_duplicates_are_reported_and_the_first_kept():

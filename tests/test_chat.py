@@ -93,6 +93,8 @@ def test_an_unreachable_server_is_reported_clearly(tmp_path):
 def test_the_count_is_read_from_the_cookie():
     assert cookie_count("conversation=eyJuIjo0Mn0.x.y") == 42
     assert cookie_count("conversation=garbage") is None
+    assert cookie_count("conversation=.eJzzSM3JyQcABJgB8Q.x.y") is None  # compressed, but not JSON
+    assert cookie_count("conversation=.bm90IHpsaWI.x.y") is None  # not even zlib
 
 
 def test_the_interactive_phone_in_a_terminal(tmp_path):

@@ -125,7 +125,8 @@ def test_placeholders_fill_name_count_and_to():
 @pytest.mark.parametrize(
     ("template", "is_ok"),
     [("Hi {name}", True), ("{count}{to}", True), ("{{literal}}", True), ("{nme}", False), ("{name.__class__}", False),
-     ("{0}", False), ("unclosed {", False)],
+     ("{0}", False), ("unclosed {", False), ("{count:s}", False), ("{name:d}", False), ("{name!x}", False),
+     ("{count:{name}}", False), ("{count:{zzz}}", False), ("   ", False), ("{count:>4}", True)],
 )  # fmt: skip
 def test_templates_are_checked(template, is_ok):
     assert (template_errors(template) == []) is is_ok

@@ -2,20 +2,16 @@
 
 import base64
 import json
-import zlib
 
 import pytest
 from conftest import ALICE, BOB, OTHER_SECRET, SECRET, SERVICE, cookie_of, plant_cookie
 
+from simulator import cookie_payload
+
 GREETING = "Hi Friend, welcome! Text RESET any time to start over."
 
 
-def payload(cookie: str) -> dict:
-    """Decode a cookie's payload without checking its signature, as anyone holding it could."""
-    is_compressed = cookie.startswith(".")
-    data = cookie.lstrip(".").split(".")[0]
-    raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-    return json.loads(zlib.decompress(raw) if is_compressed else raw)
+payload = cookie_payload
 
 
 def talk(phone, n, sender=ALICE, to=SERVICE):
@@ -60,7 +56,7 @@ def bad_cookies(app, make_app, phone, clock):
         "older version": ("old_format", forged(app, payload(good) | {"v": 0})),
         "wrong types": ("old_format", forged(app, payload(good) | {"n": "7"})),
         "garbage": ("garbage", "%%%not-a-cookie%%%"),
-        "not a mapping": ("bad_signature", forged(app, [1, 2, 3])),
+        "not a mapping": ("old_format", forged(app, [1, 2, 3])),
     }
 
 

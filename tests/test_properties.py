@@ -19,6 +19,17 @@ field_names = (
 forms = st.dictionaries(field_names, text | st.sampled_from(["STOP", "RESET", "HELP", "-1", "99999999999999999"]),
                         max_size=8)  # fmt: skip
 cookies = st.one_of(header_text, st.builds(lambda s: "conversation=" + s, header_text))
+header_names = st.sampled_from(
+    [
+        "X-Forwarded-Proto",
+        "X-Forwarded-Host",
+        "X-Forwarded-Port",
+        "X-Forwarded-Prefix",
+        "X-Forwarded-For",
+        "Host",
+    ]
+) | header_text.filter(str.isidentifier)
+signatures = st.sampled_from(["valid", "wrong", "missing"])
 
 
 def assert_sane(answer, method="POST"):
@@ -34,16 +45,25 @@ def assert_sane(answer, method="POST"):
 @given(
     form=forms,
     cookie=cookies,
-    extra=st.dictionaries(header_text.filter(str.isidentifier), header_text, max_size=3),
+    extra=st.dictionaries(header_names, header_text, max_size=3),
+    signature=signatures,
+    proxies=st.sampled_from(["0", "1"]),
 )
-def test_arbitrary_signed_forms_headers_and_cookies_never_break_the_webhook(make_app, form, cookie, extra):
-    app = make_app(TRUSTED_PROXIES="1")
+def test_arbitrary_forms_headers_signatures_and_cookies_never_break_the_webhook(
+    make_app, form, cookie, extra, signature, proxies
+):
+    app = make_app(TRUSTED_PROXIES=proxies)
     form = {"From": ALICE, "To": SERVICE, **form}
-    signature = RequestValidator(TOKEN).compute_signature("https://sms.example.com/sms", form)
-    headers = {**extra, "X-Twilio-Signature": signature, "Cookie": cookie}
-    assert_sane(
-        app.test_client().post("/sms", base_url="https://sms.example.com", data=form, headers=headers)
-    )
+    headers = {**extra, "Cookie": cookie}
+    if signature != "missing":
+        key = TOKEN if signature == "valid" else "f" * 32
+        headers["X-Twilio-Signature"] = RequestValidator(key).compute_signature(
+            "https://sms.example.com/sms", form
+        )
+    answer = app.test_client().post("/sms", base_url="https://sms.example.com", data=form, headers=headers)
+    assert_sane(answer)
+    if signature != "valid":
+        assert answer.status_code == 403
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

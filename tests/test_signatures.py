@@ -148,3 +148,33 @@ def test_a_refusal_log_holds_no_numbers_even_for_get(app, caplog, webhook_log):
 def test_development_without_a_token_does_not_check(make_app):
     app = make_app(RESPONDER_ENV="development", TWILIO_AUTH_TOKEN="")
     assert deliver(app, signature="").status_code == 200
+
+
+@pytest.mark.parametrize("proxies", ["0", "1"])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Forwarded-Port": "99999"},
+        {"X-Forwarded-Host": "["},
+        {"X-Forwarded-Host": "a:b:c"},
+        {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "sms.example.com:notaport"},
+    ],
+)
+def test_unparseable_forwarded_headers_are_a_403_not_a_crash(make_app, proxies, headers):
+    app = make_app(TRUSTED_PROXIES=proxies)
+    answer = deliver(app, reached=INTERNAL, headers=headers, signature="x")
+    assert answer.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("signed_url", "headers"),
+    [
+        ("https://sms.example.com/other-app/sms", {**FORWARDED, "X-Forwarded-Prefix": "/other-app"}),
+        ("https://sms.example.com:8443/sms", {**FORWARDED, "X-Forwarded-Port": "8443"}),
+    ],
+)
+def test_a_client_cannot_move_the_checked_url_with_port_or_prefix_headers(make_app, signed_url, headers):
+    """A request Twilio signed for another URL of the same account is not replayable here."""
+    app = make_app(TRUSTED_PROXIES="1")
+    assert deliver(app, signed_url=signed_url, reached=INTERNAL, headers=headers).status_code == 403
+    assert deliver(app, reached=INTERNAL, headers=headers).status_code == 200

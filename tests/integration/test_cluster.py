@@ -17,6 +17,7 @@ from .cluster import (
     Deadline,
     HalfSentWebhook,
     Instance,
+    http_status,
     listening,
     reply_count,
     wait_until,
@@ -155,3 +156,10 @@ def test_sigterm_lets_in_flight_requests_finish(cluster):
         f"SIGTERM: {stopping.name} exited {exit_code} after {stopped_after:.2f} s, answered "
         f"{len(finished_late)} requests after the signal; nginx retried {len(retried_requests(cluster))}"
     )
+
+
+def test_nginx_refuses_hosts_other_than_the_public_one(cluster):
+    """Only the configured host reaches the instances, so clients cannot choose the signed URL's host."""
+    assert http_status(cluster.nginx.port, "/healthz", host="sms.example.com") == 200
+    with pytest.raises(OSError):  # 444: nginx closes the connection without an answer
+        http_status(cluster.nginx.port, "/healthz", host="evil.example.net")
