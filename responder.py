@@ -275,9 +275,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
         is_post = req.method == "POST"
         if is_post and req.mimetype != FORM_MIMETYPE:
             abort(415, f"send the webhook as {FORM_MIMETYPE} (Twilio's default)")
-        if (
-            is_post and req.content_length is None
-        ):  # chunked: servers differ on such bodies, Twilio never sends one
+        if is_post and req.content_length is None:  # chunked: servers treat such bodies differently
             abort(411, "send the webhook with a Content-Length header, as Twilio does")
         params = req.form if is_post else req.args
         sid = params.get("MessageSid", "")[:64]
