@@ -91,18 +91,18 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
         try:
             data = self.get_signing_serializer(app).loads(value)
         except BadSignature:
-            cookie = self.session_class()
-            cookie.refused_because = "bad_signature" if "." in value else "garbage"
-            return cookie
+            return self.refused("bad_signature" if "." in value else "garbage")
         except Exception:  # a cookie must never turn into a 5xx
-            cookie = self.session_class()
-            cookie.refused_because = "garbage"
-            return cookie
+            return self.refused("garbage")
         if not isinstance(data, dict):  # signed by us, but not a conversation: a format we no longer write
-            cookie = self.session_class()
-            cookie.refused_because = "old_format"
-            return cookie
+            return self.refused("old_format")
         return self.session_class(data)
+
+    def refused(self, reason: str) -> ConversationCookie:
+        """Return an empty session that says why the incoming cookie was not used."""
+        cookie = self.session_class()
+        cookie.refused_because = reason
+        return cookie
 
     def save_session(self, app: Flask, session, response: Response) -> None:
         name = self.get_cookie_name(app)

@@ -13,9 +13,6 @@ from config import VARIABLES
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
-# Every variable the service reads; all are set explicitly so neither the caller's environment nor a
-# `.env` in the repository changes what is measured (an empty value means "use the default").
-SERVICE_VARIABLES = VARIABLES
 DIRECTORY_SIZE = 1000
 
 
@@ -50,7 +47,7 @@ class Settings:
     def service_overrides(self) -> dict[str, str]:
         """The same settings for create_app(overrides) in-process."""
         env = self.service_env(port=5000)
-        return {name: env[name] for name in SERVICE_VARIABLES}
+        return {name: env[name] for name in VARIABLES}
 
 
 def sender(i: int) -> str:
@@ -64,8 +61,10 @@ def write_directory(path: Path, rows: int) -> None:
 
 
 def base_env(workers: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SERVICE_VARIABLES and k != "GUNICORN_CMD_ARGS"}
-    env.update({name: "" for name in SERVICE_VARIABLES})
+    # Every service variable is set explicitly, so neither the caller's environment nor a `.env` in the
+    # repository changes what is measured (an empty value means "use the default").
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES and k != "GUNICORN_CMD_ARGS"}
+    env.update({name: "" for name in VARIABLES})
     env["WEB_CONCURRENCY"] = str(workers)
     env["PYTHONUNBUFFERED"] = "1"
     return env
