@@ -10,14 +10,27 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
 
-from flask import Flask, Response, abort, request, session
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask import Flask, Response
+from flask.sessions import SecureCookieSessionInterface
 from itsdangerous import BadSignature, TimestampSigner
 from twilio.twiml.messaging_response import MessagingResponse
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import (
+    BadRequest,
+    Forbidden,
+    HTTPException,
+    InternalServerError,
+    LengthRequired,
+    MethodNotAllowed,
+    RequestEntityTooLarge,
+    UnsupportedMediaType,
+)
+from werkzeug.http import dump_cookie, parse_cookie
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Request
+from werkzeug.wsgi import get_content_length, get_input_stream
 
 import callers
 import config
@@ -30,6 +43,7 @@ COOKIE_NAME = "conversation"
 COOKIE_VERSION = 1
 MAX_BODY_BYTES = 64 * 1024
 FORM_MIMETYPE = "application/x-www-form-urlencoded"
+TWIML_MIMETYPE = "text/xml; charset=utf-8"
 ROOT = Path(__file__).resolve().parent
 
 _warned: set[str] = set()
@@ -59,17 +73,10 @@ class CachedKeySigner(TimestampSigner):
         return self.derived_keys[key]
 
 
-class ConversationCookie(SecureCookieSession):
-    """Flask's signed-cookie session that also remembers why an incoming cookie was refused."""
-
-    refused_because = ""
-
-
 class ConversationSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed cookie session with a reason for refusals and a `Max-Age` on every reply."""
+    """Flask's signed session cookie, read and written at the webhook's boundary, with `Max-Age` on every reply."""
 
     serializer = CompactJSON()
-    session_class = ConversationCookie
 
     def __init__(self, max_age: int):
         self.max_age = max_age
@@ -84,38 +91,29 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
             self._serializers[keys] = serializer
         return self._serializers[keys]
 
-    def open_session(self, app: Flask, request) -> ConversationCookie:
-        value = request.cookies.get(self.get_cookie_name(app))
+    def read_cookie(self, app: Flask, value: str | None) -> tuple[dict, str]:
+        """Return the cookie's payload and '', or an empty payload and why the cookie was refused."""
         if not value:
-            return self.session_class()
+            return {}, ""
         try:
             data = self.get_signing_serializer(app).loads(value)
         except BadSignature:
-            return self.refused("bad_signature" if "." in value else "garbage")
+            return {}, "bad_signature" if "." in value else "garbage"
         except Exception:  # a cookie must never turn into a 5xx
-            return self.refused("garbage")
+            return {}, "garbage"
         if not isinstance(data, dict):  # signed by us, but not a conversation: a format we no longer write
-            return self.refused("old_format")
-        return self.session_class(data)
+            return {}, "old_format"
+        return data, ""
 
-    def refused(self, reason: str) -> ConversationCookie:
-        """Return an empty session that says why the incoming cookie was not used."""
-        cookie = self.session_class()
-        cookie.refused_because = reason
-        return cookie
-
-    def save_session(self, app: Flask, session, response: Response) -> None:
-        name = self.get_cookie_name(app)
-        secure = self.get_cookie_secure(app)
-        if not session:
-            if session.modified:
-                response.delete_cookie(name, path="/", secure=secure, httponly=True)
-            return
-        if session.modified:
-            value = self.get_signing_serializer(app).dumps(dict(session))
-            response.set_cookie(
-                name, value, max_age=self.max_age, path="/", secure=secure, httponly=True, samesite="Lax"
-            )
+    def cookie_header(self, app: Flask, data: dict | None) -> str:
+        """Return the Set-Cookie value that stores `data`, or that deletes the cookie for None."""
+        name, secure = self.get_cookie_name(app), self.get_cookie_secure(app)
+        if data is None:
+            return dump_cookie(name, "", max_age=0, expires=0, path="/", secure=secure, httponly=True)
+        value = self.get_signing_serializer(app).dumps(data)
+        return dump_cookie(
+            name, value, max_age=self.max_age, path="/", secure=secure, httponly=True, samesite="Lax"
+        )
 
 
 def pair_keys(keys: list[str]) -> list[bytes]:
@@ -136,16 +134,13 @@ def message_fingerprint(message_sid: str) -> str:
     return hashlib.blake2b(message_sid.encode(), digest_size=6).hexdigest()
 
 
-def load_conversation(cookie: ConversationCookie, pairs: list[str], now: float, idle: int):
-    """Read the conversation from the cookie; return (conversation, why it started fresh or '')."""
-    if cookie.refused_because:
-        return Conversation(), cookie.refused_because
-    if not cookie:
+def load_conversation(payload: Mapping, pairs: list[str], now: float, idle: int) -> tuple[Conversation, str]:
+    """Read the conversation from a cookie's payload; return it and why it starts fresh ('' if it does not)."""
+    if not payload:
         return Conversation(), ""
-    data = dict(cookie)
-    if data.get("v") != COOKIE_VERSION:
+    if payload.get("v") != COOKIE_VERSION:
         return Conversation(), "old_format"
-    count, seen, last, pair = data.get("n"), data.get("t"), data.get("m", ""), data.get("p")
+    count, seen, last, pair = payload.get("n"), payload.get("t"), payload.get("m", ""), payload.get("p")
     if not (isinstance(count, int) and isinstance(seen, int) and isinstance(last, str) and count >= 0):
         return Conversation(), "old_format"
     if pair not in pairs:
@@ -155,12 +150,17 @@ def load_conversation(cookie: ConversationCookie, pairs: list[str], now: float, 
     return Conversation(count=count, last_message=last), ""
 
 
-def save_conversation(cookie, conversation: Conversation | None, pair: str, now: float) -> None:
-    """Write the conversation into the cookie, or delete it."""
-    cookie.clear()
-    if conversation is not None:
-        cookie.update(v=COOKIE_VERSION, p=pair, n=conversation.count, m=conversation.last_message, t=int(now))
-    cookie.modified = True
+def save_conversation(conversation: Conversation | None, pair: str, now: float) -> dict | None:
+    """Return the cookie payload that keeps a conversation (None: delete the cookie)."""
+    if conversation is None:
+        return None
+    return {
+        "v": COOKIE_VERSION,
+        "p": pair,
+        "n": conversation.count,
+        "m": conversation.last_message,
+        "t": int(now),
+    }
 
 
 # ---- the webhook ----------------------------------------------------------------------------
@@ -186,16 +186,49 @@ def twiml_for(reply: str) -> bytes:
     return MESSAGE_HEAD + escape(reply).encode("utf-8", "xmlcharrefreplace") + MESSAGE_TAIL
 
 
-def twiml(reply: str) -> Response:
-    return Response(twiml_for(reply), mimetype="text/xml")
+def plain_error(error: HTTPException) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Answer an HTTP error as plain text, never an HTML page: (status, headers, body)."""
+    body = f"{error.code} {error.name}: {error.description}\n".encode()
+    headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+    headers += [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))]
+    return f"{error.code} {error.name.upper()}", headers, body
 
 
-def plain_error(error: HTTPException) -> Response:
-    """Answer an HTTP error as plain text, never an HTML page."""
-    response = error.get_response()
-    response.set_data(f"{error.code} {error.name}: {error.description}\n")
-    response.mimetype = "text/plain"
-    return response
+def read_params(environ: dict) -> tuple[dict[str, str], SignedParams]:
+    """Return the webhook's parameters (first value of each name) and the fields its signature covers."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    if method == "GET":  # its parameters are part of its signed URL
+        query = environ.get("QUERY_STRING", "").encode("latin1").decode("utf-8", "replace")
+        pairs, signed = parse_qsl(query, keep_blank_values=True), SignedParams()
+    elif method == "POST":  # its parameters are signed as fields
+        pairs = read_form(environ)
+        signed = SignedParams()
+        for name, value in pairs:
+            signed.setdefault(name, []).append(value)
+    else:  # HEAD too: Flask would allow it wherever GET is, but a webhook call must not be one
+        raise MethodNotAllowed(["GET", "POST"])
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields, signed
+
+
+def read_form(environ: dict) -> list[tuple[str, str]]:
+    """Read a POST's fields: form-encoded, with a Content-Length, at most MAX_BODY_BYTES."""
+    mimetype = environ.get("CONTENT_TYPE", "").partition(";")[0].strip().lower()
+    if mimetype != FORM_MIMETYPE:
+        raise UnsupportedMediaType(f"send the webhook as {FORM_MIMETYPE} (Twilio's default)")
+    length = get_content_length(environ)
+    if length is None:  # chunked: servers treat such bodies differently
+        raise LengthRequired("send the webhook with a Content-Length header, as Twilio does")
+    if length > MAX_BODY_BYTES:
+        raise RequestEntityTooLarge(f"the webhook's body is over {MAX_BODY_BYTES // 1024} KiB")
+    body = get_input_stream(environ, max_content_length=MAX_BODY_BYTES).read()
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise BadRequest("the form is not UTF-8 text") from None
+    return parse_qsl(text, keep_blank_values=True, errors="replace")
 
 
 def media_count(raw: str) -> int:
@@ -203,6 +236,89 @@ def media_count(raw: str) -> int:
         return max(0, min(int(raw), 100))
     except ValueError:
         return 0
+
+
+class Webhook:
+    """Answer Twilio's webhook at /sms as a plain WSGI app; Flask serves every other route.
+
+    Flask's request context, form parser and response object cost more per message than everything
+    the webhook itself does (bench/RESULTS.md), so /sms reads its environ directly. The cookie is still
+    Flask's session cookie, signed and read by the app's session interface.
+    """
+
+    def __init__(self, app: Flask, settings: config.Settings, directory, guard: SignatureGuard, clock):
+        self.app, self.settings, self.directory, self.guard, self.clock = (
+            app,
+            settings,
+            directory,
+            guard,
+            clock,
+        )
+        self.cookies: ConversationSessionInterface = app.session_interface
+        self.texts = Texts(
+            greeting=settings.greeting, count_reply=settings.count_reply, help=settings.help_text
+        )
+        self.keys = pair_keys([settings.secret_key, *settings.secret_key_fallbacks])
+
+    def __call__(self, environ: dict, start_response) -> list[bytes]:
+        started = time.perf_counter()
+        try:
+            status, headers, body = self.answer(environ, started)
+        except HTTPException as error:
+            if error.code != 403:  # a 403 is logged with its diagnosis
+                fields = {"outcome": f"refused:{error.code}", "why": error.description}
+                log.warning("webhook refused", extra={"webhook": fields})
+            status, headers, body = plain_error(error)
+        except Exception:
+            log.exception("webhook failed")
+            status, headers, body = plain_error(InternalServerError())
+        start_response(status, headers)
+        return [body]
+
+    def answer(self, environ: dict, started: float) -> tuple[str, list[tuple[str, str]], bytes]:
+        """Answer one webhook call: (status, headers, body), or raise the HTTP error that refuses it."""
+        params, signed = read_params(environ)
+        sid = params.get("MessageSid", "")[:64]
+        if self.guard.validators and not self.guard.is_valid(environ, signed):
+            why = self.guard.diagnose(Request(environ), signed)
+            log.warning(
+                "webhook refused", extra={"webhook": {"sid": sid, "outcome": "refused:signature", "why": why}}
+            )
+            raise Forbidden("invalid or missing X-Twilio-Signature")
+        sender, recipient = params.get("From", "").strip(), params.get("To", "").strip()
+        missing = [name for name, value in (("From", sender), ("To", recipient)) if not value]
+        if missing:
+            raise BadRequest(f"missing {' and '.join(missing)}")
+
+        now = self.clock()
+        pairs = [pair_hash(k, sender, recipient) for k in self.keys]  # current key first, then fallbacks
+        payload, refused = self.cookies.read_cookie(self.app, parse_cookie(environ).get(COOKIE_NAME))
+        conversation, fresh = load_conversation(payload, pairs, now, self.settings.idle_seconds)
+        fresh = refused or fresh
+        message = Inbound(
+            body=params.get("Body", ""),
+            message_id=message_fingerprint(sid),
+            num_media=media_count(params.get("NumMedia", "0")),
+            opt_out_type=params.get("OptOutType", ""),
+            name=self.directory.current().name_for(sender, DEFAULT_NAME),
+            to=recipient,
+        )
+        result = step(conversation, message, self.texts)
+        cookie = self.cookies.cookie_header(self.app, save_conversation(result.conversation, pairs[0], now))
+        body = twiml_for(result.reply)
+
+        count = result.conversation.count if result.conversation else 0
+        fields = {"sid": sid, "pair": pairs[0][:12], "count": count, "outcome": result.outcome}
+        if fresh:
+            fields["fresh"] = fresh
+        fields["ms"] = round((time.perf_counter() - started) * 1000, 2)
+        log.log(logging.WARNING if fresh else logging.INFO, "webhook", extra={"webhook": fields})
+        headers = [
+            ("Content-Type", TWIML_MIMETYPE),
+            ("Content-Length", str(len(body))),
+            ("Set-Cookie", cookie),
+        ]
+        return "200 OK", headers, body
 
 
 def create_app(overrides: Mapping | None = None) -> Flask:
@@ -228,11 +344,6 @@ def create_app(overrides: Mapping | None = None) -> Flask:
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     app.session_interface = ConversationSessionInterface(settings.idle_seconds)
-    if settings.trusted_proxies:
-        n = settings.trusted_proxies
-        # Proto, Host (with any port) and For only: a client-supplied X-Forwarded-Port or -Prefix
-        # that a proxy passes on unchanged must not reshape the URL the signature is checked against.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=0, x_prefix=0)
     app.extensions["responder"] = settings
 
     try:
@@ -240,15 +351,25 @@ def create_app(overrides: Mapping | None = None) -> Flask:
     except callers.DirectoryError as exc:
         raise config.ConfigError([f"CALLERS_FILE: {exc}"]) from None
     guard = SignatureGuard(settings.auth_tokens, settings.public_url)
-    texts = Texts(greeting=settings.greeting, count_reply=settings.count_reply, help=settings.help_text)
-    keys = pair_keys([settings.secret_key, *settings.secret_key_fallbacks])
+    webhook = Webhook(app, settings, directory, guard, clock)
+    flask_routes = app.wsgi_app
+
+    def route(environ: dict, start_response) -> list[bytes]:
+        if environ.get("PATH_INFO") == "/sms":
+            return webhook(environ, start_response)
+        return flask_routes(environ, start_response)
+
+    app.wsgi_app = route
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        # Proto, Host (with any port) and For only: a client-supplied X-Forwarded-Port or -Prefix
+        # that a proxy passes on unchanged must not reshape the URL the signature is checked against.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=0, x_prefix=0)
 
     @app.errorhandler(HTTPException)
     def refuse(error: HTTPException) -> Response:
-        if request.path == "/sms" and error.code != 403:  # a 403 is logged with its diagnosis
-            fields = {"outcome": f"refused:{error.code}", "why": error.description}
-            log.warning("webhook refused", extra={"webhook": fields})
-        return plain_error(error)
+        status, headers, body = plain_error(error)
+        return Response(body, status=status, headers=headers)
 
     app.cli.add_command(chat_command)
 
@@ -267,53 +388,4 @@ def create_app(overrides: Mapping | None = None) -> Flask:
             "callers": len(directory.directory),
         }
 
-    def sms():
-        started = time.perf_counter()
-        req = request._get_current_object()  # one context lookup instead of one per attribute
-        if req.method == "HEAD":  # Flask allows HEAD wherever GET is; a webhook call must not be one
-            abort(405, valid_methods=["GET", "POST"])
-        is_post = req.method == "POST"
-        if is_post and req.mimetype != FORM_MIMETYPE:
-            abort(415, f"send the webhook as {FORM_MIMETYPE} (Twilio's default)")
-        if is_post and req.content_length is None:  # chunked: servers treat such bodies differently
-            abort(411, "send the webhook with a Content-Length header, as Twilio does")
-        params = req.form if is_post else req.args
-        sid = params.get("MessageSid", "")[:64]
-        # A GET's parameters are part of its signed URL; a POST's are signed as fields.
-        signed = SignedParams(params.lists()) if is_post else {}
-        if guard.validators and not guard.is_valid(req, signed):
-            why = guard.diagnose(req, signed)
-            log.warning(
-                "webhook refused", extra={"webhook": {"sid": sid, "outcome": "refused:signature", "why": why}}
-            )
-            abort(403, "invalid or missing X-Twilio-Signature")
-        sender, recipient = params.get("From", "").strip(), params.get("To", "").strip()
-        missing = [name for name, value in (("From", sender), ("To", recipient)) if not value]
-        if missing:
-            abort(400, f"missing {' and '.join(missing)}")
-
-        now = clock()
-        pairs = [pair_hash(k, sender, recipient) for k in keys]  # current key first, then fallbacks
-        cookie = session._get_current_object()
-        conversation, fresh = load_conversation(cookie, pairs, now, settings.idle_seconds)
-        message = Inbound(
-            body=params.get("Body", ""),
-            message_id=message_fingerprint(sid),
-            num_media=media_count(params.get("NumMedia", "0")),
-            opt_out_type=params.get("OptOutType", ""),
-            name=directory.current().name_for(sender, DEFAULT_NAME),
-            to=recipient,
-        )
-        result = step(conversation, message, texts)
-        save_conversation(cookie, result.conversation, pairs[0], now)
-
-        count = result.conversation.count if result.conversation else 0
-        fields = {"sid": sid, "pair": pairs[0][:12], "count": count, "outcome": result.outcome}
-        if fresh:
-            fields["fresh"] = fresh
-        fields["ms"] = round((time.perf_counter() - started) * 1000, 2)
-        log.log(logging.WARNING if fresh else logging.INFO, "webhook", extra={"webhook": fields})
-        return twiml(result.reply)
-
-    app.add_url_rule("/sms", "sms", sms, methods=["GET", "POST"], provide_automatic_options=False)
     return app

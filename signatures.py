@@ -8,6 +8,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from twilio.request_validator import RequestValidator
 from werkzeug.sansio.utils import get_current_url
+from werkzeug.wsgi import get_host
 
 
 def _with_base(url: str, scheme: str | None = None, netloc: str | None = None) -> str:
@@ -45,9 +46,16 @@ class SignatureGuard:
         self.validators = [RequestValidator(t) for t in tokens]
         self.public_url = public_url
 
-    def url_for(self, req) -> str:
+    def url_for(self, environ: dict) -> str:
         """Return the URL Twilio signed: PUBLIC_URL + path + query, else the request's own URL."""
-        return signed_url(self.public_url, req.scheme, req.host, req.root_path, req.path, req.query_string)
+        return signed_url(
+            self.public_url,
+            environ["wsgi.url_scheme"],
+            get_host(environ),
+            environ.get("SCRIPT_NAME", ""),
+            environ.get("PATH_INFO", ""),
+            environ.get("QUERY_STRING", "").encode("latin1"),
+        )
 
     def signs(self, url: str, params, signature: str) -> bool:
         expected = signature.encode()
@@ -63,16 +71,16 @@ class SignatureGuard:
                 pass
         return False
 
-    def is_valid(self, req, params) -> bool:
-        signature = req.headers.get("X-Twilio-Signature", "")
-        return bool(signature) and self.signs(self.url_for(req), params, signature)
+    def is_valid(self, environ: dict, params) -> bool:
+        signature = environ.get("HTTP_X_TWILIO_SIGNATURE", "")
+        return bool(signature) and self.signs(self.url_for(environ), params, signature)
 
     def diagnose(self, req, params) -> str:
         """Say which URL variant would have matched and which setting to change."""
         signature = req.headers.get("X-Twilio-Signature", "")
         if not signature:
             return "no X-Twilio-Signature header: the request did not come from Twilio"
-        checked = self.url_for(req)
+        checked = self.url_for(req.environ)
         parts = urlsplit(checked)
         forwarded_proto = req.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
         forwarded_host = req.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
