@@ -77,6 +77,9 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
     """Flask's signed session cookie, read and written at the webhook's boundary, with `Max-Age` on every reply."""
 
     serializer = CompactJSON()
+    # Flask's default wraps hashlib.sha1 in a Python function, which sends hmac down its slow pure-Python
+    # path; the OpenSSL function itself gives the same signatures.
+    digest_method = staticmethod(hashlib.sha1)
 
     def __init__(self, max_age: int):
         self.max_age = max_age

@@ -1,9 +1,9 @@
 """The load: Twilio-signed conversations precomputed for wrk, wrk runs, and a signature pre-flight check.
 
 A signature covers the URL and the form parameters but not the cookie, so every webhook can be signed
-ahead of time. They are signed for http://127.0.0.1/sms: the server rebuilds http://127.0.0.1:<port>/sms
-from the Host header, and RequestValidator also accepts the URL without its port, so one data set
-serves every server on any free port (PUBLIC_URL stays unset, as by default).
+ahead of time, for PUBLIC_URL + "/sms" (bench/variants.py): the service is configured with that
+PUBLIC_URL, as a deployed one is (README, "Deploy"), so it checks exactly that URL on any free port and
+one data set serves every server.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from urllib.parse import urlencode
 from twilio.request_validator import RequestValidator
 
 from bench.procs import HarnessError, popen, stop
-from bench.variants import ROOT, sender
+from bench.variants import PUBLIC_URL, ROOT, sender
 from simulator import Simulator
 
-SIGNED_URL = "http://127.0.0.1/sms"
+SIGNED_URL = PUBLIC_URL + "/sms"
 SCRIPT = Path(__file__).resolve().parent / "conversations.lua"
 SERVICE_NUMBERS = ("+14155550100", "+14155550101", "+14155550102", "+14155550103")
 ACCOUNT_SID = "AC" + "b3" * 16

@@ -14,6 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 DIRECTORY_SIZE = 1000
+# The base URL "configured in the Twilio Console": every webhook is signed for PUBLIC_URL + "/sms", and
+# the service checks that URL whatever port the bench gave it, as a deployed service behind a proxy does.
+PUBLIC_URL = "http://127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,13 @@ class Settings:
         return cls(secrets.token_urlsafe(48), secrets.token_hex(16), callers_file, workers)
 
     def service_env(self, port: int, workers: int | None = None) -> dict[str, str]:
-        """The production settings `make serve` needs, signature checks on; PUBLIC_URL unset."""
+        """The production settings `make serve` needs, signature checks on against PUBLIC_URL, as deployed."""
         env = base_env(workers or self.workers)
         env.update(
             RESPONDER_ENV="production",
             SECRET_KEY=self.secret_key,
             TWILIO_AUTH_TOKEN=self.auth_token,
+            PUBLIC_URL=PUBLIC_URL,
             CALLERS_FILE=str(self.callers_file),
             HOST="127.0.0.1",
             PORT=str(port),
