@@ -27,8 +27,9 @@ from werkzeug.exceptions import (
     RequestEntityTooLarge,
     UnsupportedMediaType,
 )
-from werkzeug.http import dump_cookie, parse_cookie
+from werkzeug.http import dump_cookie
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.sansio.http import parse_cookie
 from werkzeug.wrappers import Request
 from werkzeug.wsgi import get_content_length, get_input_stream
 
@@ -199,10 +200,10 @@ def plain_error(error: HTTPException) -> tuple[str, list[tuple[str, str]], bytes
 
 def read_params(environ: dict) -> tuple[dict[str, str], SignedParams]:
     """Return the webhook's parameters (first value of each name) and the fields its signature covers."""
-    method = environ.get("REQUEST_METHOD", "GET")
+    method = environ.get("REQUEST_METHOD", "GET").upper()
     if method == "GET":  # its parameters are part of its signed URL
         query = environ.get("QUERY_STRING", "").encode("latin1").decode("utf-8", "replace")
-        pairs, signed = parse_qsl(query, keep_blank_values=True), SignedParams()
+        pairs, signed = parse_form(query), SignedParams()
     elif method == "POST":  # its parameters are signed as fields
         pairs = read_form(environ)
         signed = SignedParams()
@@ -231,7 +232,12 @@ def read_form(environ: dict) -> list[tuple[str, str]]:
         text = body.decode()
     except UnicodeDecodeError:
         raise BadRequest("the form is not UTF-8 text") from None
-    return parse_qsl(text, keep_blank_values=True, errors="replace")
+    return parse_form(text)
+
+
+def parse_form(text: str) -> list[tuple[str, str]]:
+    """Split form-encoded text into (name, value) pairs, decoding bad escapes as Werkzeug does."""
+    return parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote")
 
 
 def media_count(raw: str) -> int:
@@ -272,11 +278,12 @@ class Webhook:
                 fields = {"outcome": f"refused:{error.code}", "why": error.description}
                 log.warning("webhook refused", extra={"webhook": fields})
             status, headers, body = plain_error(error)
-        except Exception:
-            log.exception("webhook failed")
+        except Exception as exc:
+            fields = {"outcome": "error:500", "error": type(exc).__name__}
+            log.exception("webhook failed", extra={"webhook": fields})
             status, headers, body = plain_error(InternalServerError())
         start_response(status, headers)
-        return [body]
+        return [] if environ.get("REQUEST_METHOD", "").upper() == "HEAD" else [body]
 
     def answer(self, environ: dict, started: float) -> tuple[str, list[tuple[str, str]], bytes]:
         """Answer one webhook call: (status, headers, body), or raise the HTTP error that refuses it."""
@@ -295,7 +302,8 @@ class Webhook:
 
         now = self.clock()
         pairs = [pair_hash(k, sender, recipient) for k in self.keys]  # current key first, then fallbacks
-        payload, refused = self.cookies.read_cookie(self.app, parse_cookie(environ).get(COOKIE_NAME))
+        value = parse_cookie(environ.get("HTTP_COOKIE")).get(COOKIE_NAME)
+        payload, refused = self.cookies.read_cookie(self.app, value)
         conversation, fresh = load_conversation(payload, pairs, now, self.settings.idle_seconds)
         fresh = refused or fresh
         message = Inbound(

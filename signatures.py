@@ -23,13 +23,20 @@ def _without_query(url: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def signed_url(public_url: str, scheme: str, host: str, root: str, path: str, query: bytes) -> str:
+def signed_url(public_url: str, scheme: str, host: str, root: str, path: str, query: str) -> str:
     """Build the URL a signature covers; POSTs all share one, so it is worth remembering."""
-    own = get_current_url(scheme, host, root, path, query)
+    # The query exactly as sent: Twilio signs a GET webhook's parameters percent-encoded, and Werkzeug's
+    # own URL would decode them (an emoji in the body would then fail every check).
+    own = get_current_url(scheme, host, root, path) + (f"?{query}" if query else "")
     if not public_url:
         return own
     base, parts = urlsplit(public_url), urlsplit(own)
     return urlunsplit((base.scheme, base.netloc, base.path + parts.path, parts.query, ""))
+
+
+def wsgi_text(value: str) -> str:
+    """Decode a WSGI path (UTF-8 bytes carried as latin-1 text), as Werkzeug's request does."""
+    return value.encode("latin1").decode("utf-8", "replace")
 
 
 class SignedParams(dict):
@@ -46,15 +53,15 @@ class SignatureGuard:
         self.validators = [RequestValidator(t) for t in tokens]
         self.public_url = public_url
 
-    def url_for(self, environ: dict) -> str:
+    def url_for(self, environ: dict, public_url: str | None = None) -> str:
         """Return the URL Twilio signed: PUBLIC_URL + path + query, else the request's own URL."""
         return signed_url(
-            self.public_url,
+            self.public_url if public_url is None else public_url,
             environ["wsgi.url_scheme"],
             get_host(environ),
-            environ.get("SCRIPT_NAME", ""),
-            environ.get("PATH_INFO", ""),
-            environ.get("QUERY_STRING", "").encode("latin1"),
+            wsgi_text(environ.get("SCRIPT_NAME", "")),
+            wsgi_text(environ.get("PATH_INFO", "")),
+            environ.get("QUERY_STRING", ""),
         )
 
     def signs(self, url: str, params, signature: str) -> bool:
@@ -94,7 +101,7 @@ class SignatureGuard:
             )
             variants.append((_with_base(checked, "https", forwarded_host or None), "forwarded"))
         if self.public_url:
-            variants.append((req.url, "request"))
+            variants.append((self.url_for(req.environ, public_url=""), "request"))
         advice = {
             "scheme": "set PUBLIC_URL to the exact base URL in the Twilio Console, or TRUSTED_PROXIES "
             "to the number of proxies that set X-Forwarded-Proto",

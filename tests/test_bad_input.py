@@ -95,4 +95,13 @@ def test_a_post_without_content_length_is_a_411(app):
 def test_head_is_not_a_webhook_call(app, twilio):
     answer = app.test_client().head("/sms?From=%2B15005550101&To=%2B15005550199&Body=hi")
     assert answer.status_code == 405
-    assert "Set-Cookie" not in answer.headers
+    assert "Set-Cookie" not in answer.headers and answer.data == b""
+
+
+def test_a_body_that_is_not_utf8_is_a_400(app):
+    answer = app.test_client().post(
+        "/sms",
+        data=b"From=%2B15005550101&To=%2B15005550199&Body=caf\xe9",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert answer.status_code == 400 and "not UTF-8" in answer.get_data(as_text=True)

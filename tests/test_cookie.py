@@ -76,6 +76,17 @@ def test_a_bad_cookie_starts_a_fresh_conversation_and_says_why(
     assert twilio.send("again", sender, SERVICE).text.endswith("message #2 in our conversation.")
 
 
+def test_cookie_bytes_that_are_not_utf8_never_break_the_webhook(twilio, webhook_log):
+    reply = twilio.deliver(twilio.params("hi", ALICE, SERVICE), cookie="conversation=caf\xe9")
+    assert reply.status == 200 and reply.text == GREETING
+    assert webhook_log()[-1]["fresh"] == "garbage"
+    good = cookie_of(twilio, ALICE, SERVICE)
+    reply = twilio.deliver(
+        twilio.params("again", ALICE, SERVICE), cookie=f"other=caf\xe9; conversation={good}"
+    )
+    assert reply.status == 200 and reply.text.endswith("message #2 in our conversation.")
+
+
 def test_idle_expiry_restarts_the_conversation(twilio, clock):
     talk(twilio, 3)
     clock.advance(14400 - 1)

@@ -42,6 +42,20 @@ def test_get_webhooks_work_like_posts(app, make_phone):
     phone = make_phone(app, url="https://sms.example.com/sms?campaign=spring", method="GET")
     assert phone.send("hi", ALICE, SERVICE).text == GREETING
     assert phone.send("again", ALICE, SERVICE).text == count_reply(2)
+    # Twilio signs the query percent-encoded, as sent; a decoded URL would refuse every emoji.
+    assert phone.send("ok 👍 ça va?", ALICE, SERVICE).text == count_reply(3)
+
+
+def test_an_unexpected_failure_is_a_logged_plain_500_without_secrets(app, twilio, webhook_log, monkeypatch):
+    def broken(*args):
+        raise RuntimeError(f"boom {SECRET}")
+
+    monkeypatch.setattr("responder.step", broken)
+    reply = twilio.send("hello", ALICE, SERVICE)
+    assert reply.status == 500
+    assert reply.headers["content-type"] == "text/plain; charset=utf-8"
+    assert SECRET not in reply.body.decode() and "boom" not in reply.body.decode()
+    assert webhook_log()[-1] == {"outcome": "error:500", "error": "RuntimeError"}
 
 
 @pytest.mark.parametrize("word", ["STOP", "stopall", "UNSUBSCRIBE", "Cancel", "END", "quit", "REVOKE", "optout",
