@@ -3,9 +3,10 @@
 CPU and cookie run in a child process (`python -m bench.growth`, settings as JSON on stdin, results as
 JSON on stdout) against responder.create_app() through Flask's test client. The cookie is the one the
 service set on the previous reply, every webhook is signed and verified, and message 100,000 is really
-the 100,000th message of its conversation. The three windows (message 1 of fresh conversations, around
-message 1,000 and around message 100,000; 1,000 messages each) are measured in interleaved chunks of 100
-so drift cancels out, and the least disturbed chunk of each window gives its CPU per message.
+the 100,000th message of its conversation. The four windows (message 1 and message 2 of fresh
+conversations, around message 1,000 and around message 100,000; 1,000 messages each) are measured in
+interleaved chunks of 100 so drift cancels out, and the least disturbed chunk of each window gives its CPU
+per message. Message 2 is the first to bring a cookie to verify, so CPU growth is measured from it.
 """
 
 from __future__ import annotations
@@ -90,15 +91,10 @@ def measure(overrides: dict, token: str, depth: int, window: int, chunks: int) -
             handler.setStream(devnull)
     phone = Phone(app, token)
 
-    positions = {
-        1: None,
-        1000: Thread("+15005551000", "+14155550100"),
-        depth: Thread("+15005551001", "+14155550100"),
-    }
+    deep = {1000: Thread("+15005551000", "+14155550100"), depth: Thread("+15005551001", "+14155550100")}
+    positions = [1, 2, *deep]
     climb_started = time.perf_counter()
-    for target, thread in positions.items():
-        if thread is None:
-            continue
+    for target, thread in deep.items():
         while thread.sent < target - window // 2:
             status, body = phone.send(thread, phone.prepare(thread))
             if status != 200:
@@ -110,13 +106,16 @@ def measure(overrides: dict, token: str, depth: int, window: int, chunks: int) -
     cookie_bytes: dict[int, int] = {}
     fresh = 0
     for c in range(chunks):
-        order = list(positions)[c % len(positions) :] + list(positions)[: c % len(positions)]
+        order = positions[c % len(positions) :] + positions[: c % len(positions)]
         for position in order:
-            if positions[position] is None:  # message 1: a fresh conversation for every sample
+            if position in deep:
+                threads = [deep[position]] * size
+            else:  # message 1 or 2: new conversations for every sample, brought there unmeasured
                 threads = [Thread(f"+1500556{fresh + k:04d}", "+14155550101") for k in range(size)]
                 fresh += size
-            else:
-                threads = [positions[position]] * size
+                for thread in threads:
+                    while thread.sent < position - 1:
+                        phone.send(thread, phone.prepare(thread))
             prepared = [phone.prepare(t) for t in threads]
             answers = []
             started = time.process_time()
@@ -124,7 +123,7 @@ def measure(overrides: dict, token: str, depth: int, window: int, chunks: int) -
                 answers.append((*phone.send(thread, request), len(thread.cookie)))
             cpu[position].append((time.process_time() - started) / size)
             for k, (status, body, cookie_size) in enumerate(answers):
-                expected = 1 if positions[position] is None else threads[0].sent - size + k + 1
+                expected = threads[0].sent - size + k + 1 if position in deep else position
                 if status != 200 or stated_count(body) != expected:
                     raise SystemExit(f"expected message #{expected}, got {status} {body[:200]!r}")
                 if expected == position:
