@@ -4,11 +4,13 @@
 -- a time, so every response belongs to the pair of the request before it, and the thread can keep
 -- Twilio's cookie jar (one cookie per From/To pair) and check the count each reply states.
 --
--- Arguments after "--": <data prefix> <loop|once> <counts|none>
+-- Arguments after "--": <data prefix> <loop|once> <counts|none> [<requests/s of all threads> <threads>]
 --   thread i reads <prefix>-<i>.tsv: one signed webhook per line, "pair<TAB>signature<TAB>form body",
 --   already in send order. "loop" starts over at the end; "once" stops the thread after its last answer
 --   and leaves <prefix>.done-<i> for the harness. "counts": each reply must state the pair's message
 --   count ("#N"; a reply without one counts as message 1), which only holds if cookies round-trip.
+--   A rate paces the threads (each sends at rate/threads, on its own schedule, phases spread out) so
+--   every server gets the same offered load; without one, each thread sends as soon as its answer came.
 
 local threads = {}
 local next_id = 0
@@ -40,9 +42,15 @@ local heads, bodies, pair_of = {}, {}, {}
 local cookies, sent = {}, {}
 local total, cursor, inflight, loaded = 0, 0, nil, false
 local prefix, mode, check, host, filler
+local interval_us, next_send_us, thread_count = nil, nil, 1
 
 function init(args)
   prefix, mode, check = args[1], args[2] or "loop", args[3] or "counts"
+  local rate = tonumber(args[4] or "0")
+  thread_count = tonumber(args[5] or "1")
+  if rate > 0 then
+    interval_us = 1000000 * thread_count / rate
+  end
   host = wrk.headers["Host"]
   filler = "GET /healthz HTTP/1.1\r\nHost: " .. host .. "\r\n\r\n"
   answered, bad_status, bad_sample, mismatches, roundtrips, max_count, sample = 0, 0, "", 0, 0, 0, ""
@@ -66,6 +74,24 @@ local function load()
   end
   file:close()
   loaded = true
+end
+
+-- wrk asks before each request how many milliseconds to wait; latency is measured from the send itself.
+function delay()
+  if interval_us == nil then
+    return 0
+  end
+  local now = now_us()
+  if next_send_us == nil then
+    next_send_us = now + interval_us * id / thread_count -- spread the threads' phases over one interval
+  else
+    next_send_us = next_send_us + interval_us
+  end
+  if next_send_us < now then
+    next_send_us = now -- behind schedule (the server was slow): send now, do not burst to catch up
+    return 0
+  end
+  return math.floor((next_send_us - now) / 1000 + 0.5)
 end
 
 -- request() only builds the next message; response() commits it. wrk calls request() once more than it

@@ -113,9 +113,13 @@ def wrk_binary() -> str:
 
 
 def run_wrk(
-    port: int, dataset: Dataset, seconds: float, mode: str = "loop", counts: bool = True
+    port: int, dataset: Dataset, seconds: float, mode: str = "loop", counts: bool = True, rate: float = 0
 ) -> WrkResult:
-    """Drive the server with the conversations; "once" sends every message once, then stops."""
+    """Drive the server with the conversations; "once" sends every message once, then stops.
+
+    With a `rate` (requests/s), the threads are paced to offer exactly that load; otherwise each sends its
+    next message as soon as the answer to the last one came (a closed loop: the server is saturated).
+    """
     if mode == "once":
         for marker in dataset.prefix.parent.glob(f"{dataset.prefix.name}.done-*"):
             marker.unlink()
@@ -123,6 +127,7 @@ def run_wrk(
     command = [
         wrk_binary(), f"-t{n}", f"-c{n}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(SCRIPT),
         f"http://127.0.0.1:{port}/sms", "--", str(dataset.prefix), mode, "counts" if counts else "none",
+        f"{rate:g}", str(n),
     ]  # fmt: skip
     started = time.perf_counter()
     process = popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT)

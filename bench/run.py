@@ -4,7 +4,9 @@
 
 Four servers (bench/variants.py) get the same load in interleaved rounds, so machine drift cancels out:
 every round runs every variant once, in rotating order, each on a freshly started server (cold start,
-pre-flight, warm-up, measured run). Then the growth checks (bench/growth.py). Prints the report with
+pre-flight, warm-up, measured run). First at saturation (every wrk connection sends its next message as
+soon as its answer came), then paced at the same offered rate for all (half the baseline's throughput),
+which is where latencies compare like with like. Then the growth checks (bench/growth.py). Prints the report with
 PASS/FAIL targets and writes bench/RESULTS.md. Exits 0 when the measurements are sound, whatever the
 targets say; nonzero when the harness breaks (a server fails, errors or wrong counts under load).
 """
@@ -35,6 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--paced-rounds", type=int, default=3, help="rounds at the same offered rate")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of measured load per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measured run")
     parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY / gunicorn -w, all variants")
@@ -50,13 +53,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.rounds, args.duration, args.warmup, args.pairs = 1, 3.0, 1.0, 320
+        args.rounds, args.paced_rounds, args.duration, args.warmup, args.pairs = 1, 1, 3.0, 1.0, 320
         args.depth, args.growth_pairs = 5_000, 5_000
     return args
 
 
-def measure(variant: Variant, settings: Settings, dataset: Dataset, args: argparse.Namespace) -> report.Run:
-    """Start the variant's server, check it, warm it up, measure one load run, stop it."""
+def measure(
+    variant: Variant, settings: Settings, dataset: Dataset, args: argparse.Namespace, rate: float = 0
+) -> report.Run:
+    """Start the variant's server, check it, warm it up, measure one load run (paced at `rate`), stop it."""
     port = free_port()
     server = Server(
         variant.command(port, settings.workers),
@@ -68,10 +73,10 @@ def measure(variant: Variant, settings: Settings, dataset: Dataset, args: argpar
     cold = server.start()
     try:
         preflight(port, settings.auth_token, checks_signatures=variant.service)
-        warmup = run_wrk(port, dataset, args.warmup, counts=variant.counts)
+        warmup = run_wrk(port, dataset, args.warmup, counts=variant.counts, rate=rate)
         check(variant, server, warmup, "warm-up", roundtrips=False)  # too short to come round to a pair
         before = server.cpu_seconds()
-        result = run_wrk(port, dataset, args.duration, counts=variant.counts)
+        result = run_wrk(port, dataset, args.duration, counts=variant.counts, rate=rate)
         cpu = server.cpu_seconds() - before
         check(variant, server, result, "measured run")
         if cpu > (os.cpu_count() or 1) * result.seconds * 1.05:  # a process group or clock gone wrong
@@ -88,6 +93,26 @@ def measure(variant: Variant, settings: Settings, dataset: Dataset, args: argpar
         cold_s=cold,
         requests=result.requests,
     )
+
+
+def measure_rounds(
+    settings: Settings, dataset: Dataset, args: argparse.Namespace, rounds: int, rate: float = 0
+) -> dict[str, list[report.Run]]:
+    """Measure every variant once per round, in rotating order; paced at `rate` when given."""
+    runs: dict[str, list[report.Run]] = {v.name: [] for v in VARIANTS}
+    load = f"paced at {rate:g} req/s" if rate else "saturated"
+    for r in range(rounds):
+        order = VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]
+        for variant in order:
+            run = measure(variant, settings, dataset, args, rate)
+            runs[variant.name].append(run)
+            print(
+                f"bench: {load}, round {r + 1}/{rounds} {variant.name:<20} {run.rps:7.0f} req/s  "
+                f"p99 {run.p99_ms:6.1f} ms  CPU {run.cpu_ms:.3f} s/1k  RSS {run.rss_mib:5.1f} MiB  "
+                f"cold {run.cold_s:.2f} s",
+                flush=True,
+            )
+    return runs
 
 
 def check(variant: Variant, server: Server, result: WrkResult, phase: str, roundtrips: bool = True) -> None:
@@ -121,18 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         many = write_dataset(OUT / "rss-many", token, 10, args.growth_pairs - 10, 1, 4)
         print(f"bench: signed in {time.perf_counter() - started:.0f} s", flush=True)
 
-        runs: dict[str, list[report.Run]] = {v.name: [] for v in VARIANTS}
-        for r in range(args.rounds):
-            order = VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]
-            for variant in order:
-                run = measure(variant, settings, dataset, args)
-                runs[variant.name].append(run)
-                print(
-                    f"bench: round {r + 1}/{args.rounds} {variant.name:<20} {run.rps:7.0f} req/s  "
-                    f"p99 {run.p99_ms:6.1f} ms  CPU {run.cpu_ms:.3f} s/1k  RSS {run.rss_mib:5.1f} MiB  "
-                    f"cold {run.cold_s:.2f} s",
-                    flush=True,
-                )
+        runs = measure_rounds(settings, dataset, args, args.rounds)
+        rate = round(report.median_of(runs["baseline"], "rps") / 2)
+        paced = measure_rounds(settings, dataset, args, args.paced_rounds, rate)
 
         print(f"bench: growth: one conversation to message {args.depth:,} (in-process) ...", flush=True)
         flat = growth.cpu_and_cookie(settings, args.depth)
@@ -146,12 +162,14 @@ def main(argv: list[str] | None = None) -> int:
             "load": f"wrk -t{n} -c{n} -d{args.duration:g}s (+{args.warmup:g}s warm-up) -s bench/conversations.lua, "
             f"{args.pairs:,} pairs; {args.workers} workers per server",
             "rounds": args.rounds,
+            "paced_rounds": args.paced_rounds,
+            "rate": rate,
             "workers": args.workers,
             "load_before": load_before,
             "others_share": max(0.0, others) / ((time.perf_counter() - started) * (os.cpu_count() or 1)),
             "command": shlex.join([".venv/bin/python", "bench/run.py", *(argv or sys.argv[1:])]),
         }
-        text, targets = report.build(VARIANTS, runs, flat, memory, meta)
+        text, targets = report.build(VARIANTS, runs, paced, flat, memory, meta)
         print("\n" + text)
         seconds = time.perf_counter() - started
         written = "bench/RESULTS.md not written (--quick)"
