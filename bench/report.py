@@ -96,8 +96,8 @@ def build(
         )
     lines += table(rows, right={1, 2, 3, 4, 5, 6})
 
-    def ratio(a: str, b: str, key: str) -> float:
-        return median_of(runs[a], key) / median_of(runs[b], key)
+    def ratio(a: str, b: str, key: str, of: dict[str, list[Run]] = runs) -> float:
+        return median_of(of[a], key) / median_of(of[b], key)
 
     same_server = ratio("service-on-gunicorn", "baseline", "cpu_ms")
     lines += [
@@ -111,9 +111,6 @@ def build(
         f"  same server (gunicorn sync), CPU/msg service-on-gunicorn / baseline: {same_server:.2f}x",
         f"  same app (the service), throughput granian / gunicorn: {ratio('shipped', 'service-on-gunicorn', 'rps'):.2f}x",
     ]
-
-    def paced_ratio(a: str, b: str, key: str) -> float:
-        return median_of(paced[a], key) / median_of(paced[b], key)
 
     lines += [
         "",
@@ -133,9 +130,9 @@ def build(
             ]
         )
     lines += ["  " + line for line in table(rows, right={1, 2, 3, 4})]
-    paced_p99 = paced_ratio("shipped", "baseline", "p99_ms")
+    paced_p99 = ratio("shipped", "baseline", "p99_ms", of=paced)
     lines.append(
-        f"  shipped / baseline at the same load: p50 {paced_ratio('shipped', 'baseline', 'p50_ms'):.2f}x, "
+        f"  shipped / baseline at the same load: p50 {ratio('shipped', 'baseline', 'p50_ms', of=paced):.2f}x, "
         f"p99 {paced_p99:.2f}x"
     )
 
