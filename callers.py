@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import csv
 import logging
+import time
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,8 +105,8 @@ def load_directory(path: str | Path, region: str) -> Directory:
 class WatchedDirectory:
     """The caller directory, reloaded when its file changes; a bad reload keeps the old one."""
 
-    def __init__(self, path: str, region: str, clock: Callable[[], float]):
-        self.path, self.region, self.clock = path, region, clock
+    def __init__(self, path: str, region: str):
+        self.path, self.region = path, region
         self.directory = Directory()
         self.problem = ""
         self.checked_at = 0.0
@@ -118,8 +118,10 @@ class WatchedDirectory:
                 log.warning("caller directory: %s", warning)
 
     def current(self) -> Directory:
-        if self.path and self.clock() - self.checked_at >= RECHECK_SECONDS:
-            self.checked_at = self.clock()
+        """Return the directory, re-reading its file when it changed (checked every few seconds)."""
+        now = time.time()
+        if self.path and now - self.checked_at >= RECHECK_SECONDS:
+            self.checked_at = now
             self.reload_if_changed()
         return self.directory
 

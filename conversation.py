@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import string
 from dataclasses import dataclass
 
@@ -75,6 +76,13 @@ def template_errors(template: str) -> list[str]:
     if not sample.strip():
         return ["is empty; a reply must say something"]
     return []
+
+
+def sid_fingerprint(message_sid: str) -> str:
+    """Return a short fingerprint of a MessageSid, enough to spot Twilio's retries ('' for none)."""
+    if not message_sid:
+        return ""
+    return hashlib.blake2b(message_sid.encode(), digest_size=6).hexdigest()
 
 
 def keyword_of(message: Inbound) -> str:

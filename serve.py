@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     if mode == "run" and not read_environment().get("RESPONDER_ENV", "").strip():
         os.environ["RESPONDER_ENV"] = "development"  # make run needs no configuration at all
     app = build_app()
-    settings = app.extensions["responder"]
+    settings = app.extensions["responder"].settings
     if mode == "serve" and not settings.is_production:
         print(
             "make serve needs production settings: unset RESPONDER_ENV or set it to production",

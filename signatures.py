@@ -4,11 +4,33 @@ from __future__ import annotations
 
 import functools
 import hmac
+import time
 from urllib.parse import urlsplit, urlunsplit
 
+from flask import Request
 from twilio.request_validator import RequestValidator
+from werkzeug.exceptions import Forbidden
 from werkzeug.sansio.utils import get_current_url
-from werkzeug.wsgi import get_host
+
+DIAGNOSIS_INTERVAL = 1.0  # seconds between two refusal diagnoses, per worker: each costs a few HMACs
+
+ADVICE = {
+    "scheme": "set PUBLIC_URL to the exact base URL in the Twilio Console, or TRUSTED_PROXIES "
+    "to the number of proxies that set X-Forwarded-Proto",
+    "port": "set PUBLIC_URL to the exact base URL in the Twilio Console, port included",
+    "forwarded": "set TRUSTED_PROXIES to the number of proxies in front of the service, or PUBLIC_URL",
+    "request": "PUBLIC_URL does not match the URL Twilio calls; correct or unset it",
+}
+
+
+class SignatureRefused(Forbidden):
+    """A webhook without a valid X-Twilio-Signature; `diagnosis` is for the log, never for the client."""
+
+    description = "invalid or missing X-Twilio-Signature"
+
+    def __init__(self, diagnosis: str):
+        super().__init__()
+        self.diagnosis = diagnosis
 
 
 def _with_base(url: str, scheme: str | None = None, netloc: str | None = None) -> str:
@@ -20,6 +42,10 @@ def _without_query(url: str) -> str:
     """Shorten a URL for the logs: a GET webhook's query holds phone numbers and the body."""
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "…" if parts.query else "", ""))
+
+
+def _first(value: str | None) -> str:
+    return (value or "").split(",")[0].strip()
 
 
 @functools.lru_cache(maxsize=256)
@@ -34,34 +60,27 @@ def signed_url(public_url: str, scheme: str, host: str, root: str, path: str, qu
     return urlunsplit((base.scheme, base.netloc, base.path + parts.path, parts.query, ""))
 
 
-def wsgi_text(value: str) -> str:
-    """Decode a WSGI path (UTF-8 bytes carried as latin-1 text), as Werkzeug's request does."""
-    return value.encode("latin1").decode("utf-8", "replace")
-
-
-class SignedParams(dict):
-    """Form fields as RequestValidator reads them: name -> all values, looked up with `getall`."""
-
-    def getall(self, name: str) -> list[str]:
-        return self[name]
-
-
 class SignatureGuard:
     """Check X-Twilio-Signature with RequestValidator against the URL Twilio was given."""
 
     def __init__(self, tokens: tuple[str, ...], public_url: str):
         self.validators = [RequestValidator(t) for t in tokens]
         self.public_url = public_url
+        self.diagnosed_at = -DIAGNOSIS_INTERVAL
 
-    def url_for(self, environ: dict, public_url: str | None = None) -> str:
+    @property
+    def is_checking(self) -> bool:
+        return bool(self.validators)
+
+    def url_for(self, request: Request, public_url: str | None = None) -> str:
         """Return the URL Twilio signed: PUBLIC_URL + path + query, else the request's own URL."""
         return signed_url(
             self.public_url if public_url is None else public_url,
-            environ["wsgi.url_scheme"],
-            get_host(environ),
-            wsgi_text(environ.get("SCRIPT_NAME", "")),
-            wsgi_text(environ.get("PATH_INFO", "")),
-            environ.get("QUERY_STRING", ""),
+            request.scheme,
+            request.host,
+            request.root_path,
+            request.path,
+            request.query_string.decode("latin1"),
         )
 
     def signs(self, url: str, params, signature: str) -> bool:
@@ -78,42 +97,43 @@ class SignatureGuard:
                 pass
         return False
 
-    def is_valid(self, environ: dict, params) -> bool:
-        signature = environ.get("HTTP_X_TWILIO_SIGNATURE", "")
-        return bool(signature) and self.signs(self.url_for(environ), params, signature)
+    def check(self, request: Request) -> None:
+        """Raise SignatureRefused unless the request carries a valid signature (when checks are on)."""
+        if not self.validators:
+            return
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if signature and self.signs(self.url_for(request), request.signed_fields, signature):
+            return
+        raise SignatureRefused(self.diagnose(request, signature))
 
-    def diagnose(self, req, params) -> str:
-        """Say which URL variant would have matched and which setting to change."""
-        signature = req.headers.get("X-Twilio-Signature", "")
+    def diagnose(self, request: Request, signature: str) -> str:
+        """Say which URL variant would have matched and which setting to change (at most once a second)."""
         if not signature:
             return "no X-Twilio-Signature header: the request did not come from Twilio"
-        checked = self.url_for(req.environ)
+        now = time.monotonic()
+        if now - self.diagnosed_at < DIAGNOSIS_INTERVAL:
+            return "signature does not match (not diagnosed: at most one diagnosis per second)"
+        self.diagnosed_at = now
+        checked = self.url_for(request)
         parts = urlsplit(checked)
-        forwarded_proto = req.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-        forwarded_host = req.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-        forwarded_port = req.headers.get("X-Forwarded-Port", "").split(",")[0].strip()
+        proto, host = (
+            _first(request.headers.get("X-Forwarded-Proto")),
+            _first(request.headers.get("X-Forwarded-Host")),
+        )
+        port = _first(request.headers.get("X-Forwarded-Port"))
         variants = [(_with_base(checked, scheme="https" if parts.scheme == "http" else "http"), "scheme")]
-        if forwarded_port.isdigit():
-            variants.append((_with_base(checked, netloc=f"{parts.hostname}:{forwarded_port}"), "port"))
-        if forwarded_proto or forwarded_host:
-            variants.append(
-                (_with_base(checked, forwarded_proto or None, forwarded_host or None), "forwarded")
-            )
-            variants.append((_with_base(checked, "https", forwarded_host or None), "forwarded"))
+        if port.isdigit():
+            variants.append((_with_base(checked, netloc=f"{parts.hostname}:{port}"), "port"))
+        if proto or host:
+            variants.append((_with_base(checked, proto or None, host or None), "forwarded"))
+            variants.append((_with_base(checked, "https", host or None), "forwarded"))
         if self.public_url:
-            variants.append((self.url_for(req.environ, public_url=""), "request"))
-        advice = {
-            "scheme": "set PUBLIC_URL to the exact base URL in the Twilio Console, or TRUSTED_PROXIES "
-            "to the number of proxies that set X-Forwarded-Proto",
-            "port": "set PUBLIC_URL to the exact base URL in the Twilio Console, port included",
-            "forwarded": "set TRUSTED_PROXIES to the number of proxies in front of the service, or PUBLIC_URL",
-            "request": "PUBLIC_URL does not match the URL Twilio calls; correct or unset it",
-        }
+            variants.append((self.url_for(request, public_url=""), "request"))
         for url, kind in variants:
-            if url != checked and self.signs(url, params, signature):
+            if url != checked and self.signs(url, request.signed_fields, signature):
                 return (
                     f"signature matches {_without_query(url)} but {_without_query(checked)} was checked: "
-                    f"{advice[kind]}; request refused"
+                    f"{ADVICE[kind]}; request refused"
                 )
         return (
             f"signature does not match {_without_query(checked)} under any known variant (wrong auth token?)"

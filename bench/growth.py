@@ -44,9 +44,8 @@ class Phone:
     """Sign and send webhooks to the app through its test client, keeping the cookie by hand."""
 
     def __init__(self, app, token: str):
-        from twilio.request_validator import RequestValidator
-
         from simulator import Simulator
+        from twilio.request_validator import RequestValidator
 
         self.client = app.test_client(use_cookies=False)
         self.url = SIGNED_URL

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from twilio.request_validator import RequestValidator
-
 from bench.procs import HarnessError, popen, stop
 from bench.variants import PUBLIC_URL, ROOT, sender
-from simulator import Simulator
+from devtools.simulator import Simulator, sign
 
 SIGNED_URL = PUBLIC_URL + "/sms"
 SCRIPT = Path(__file__).resolve().parent / "conversations.lua"
@@ -58,7 +56,6 @@ def write_dataset(
     its pairs, then message 2 of each, and so on. Every message has its own MessageSid.
     """
     phone = Simulator(transport=None, url=SIGNED_URL, token=token, account_sid=ACCOUNT_SID)
-    validator = RequestValidator(token)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     for t in range(threads):
         mine = range(first_pair + t, first_pair + pairs, threads)
@@ -67,7 +64,7 @@ def write_dataset(
                 for i in mine:
                     body = f"{PHRASES[(i + m) % len(PHRASES)]} {m + 1}"
                     params = phone.params(body, sender(i), recipient(i), sid=f"SM{i:016x}{m:016x}")
-                    signature = validator.compute_signature(SIGNED_URL, params)
+                    signature = sign(token, SIGNED_URL, params)
                     out.write(f"{i}\t{signature}\t{urlencode(params)}\n")
     return Dataset(prefix, threads, pairs, messages)
 
@@ -169,11 +166,11 @@ def preflight(port: int, token: str, checks_signatures: bool) -> None:
     """One signed webhook must get 200 TwiML; for the service, a wrongly signed one must get 403."""
     phone = Simulator(transport=None, url=SIGNED_URL, token=token, account_sid=ACCOUNT_SID)
     params = phone.params("preflight", "+15559990000", SERVICE_NUMBERS[0])
-    status, body = post(port, params, RequestValidator(token).compute_signature(SIGNED_URL, params))
+    status, body = post(port, params, sign(token, SIGNED_URL, params))
     if status != 200 or not body.startswith(b"<?xml"):
         raise HarnessError(f"a correctly signed webhook got {status} {body[:200]!r}")
     if checks_signatures:
-        forged = RequestValidator("f" * 32).compute_signature(SIGNED_URL, params)
+        forged = sign("f" * 32, SIGNED_URL, params)
         status, body = post(port, params, forged)
         if status != 403:
             raise HarnessError(f"a wrongly signed webhook got {status}, not 403: signatures are not checked")

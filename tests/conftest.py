@@ -1,14 +1,16 @@
-"""Fixtures that play Twilio toward an app built with the test's own settings."""
+"""Fixtures that play Twilio toward an app built with the test's own settings, on a clock tests can move."""
 
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
+import time_machine
 
 from config import VARIABLES
-from responder import COOKIE_NAME, create_app
-from simulator import FlaskTransport, ManualClock, Simulator, StoredCookie
+from devtools.simulator import FlaskTransport, Simulator, StoredCookie
+from responder import create_app
 
 # Literal keys live only in test code.
 SECRET = "test-secret-3f9a1c7e5b2d8a4f6c0e9b1d7a3f5c8e"
@@ -16,6 +18,7 @@ OTHER_SECRET = "test-secret-other-8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 TOKEN = "0123456789abcdef0123456789abcdef"
 SECONDARY_TOKEN = "fedcba9876543210fedcba9876543210"
 WEBHOOK_URL = "https://sms.example.com/sms"
+COOKIE = "conversation"
 
 ALICE, BOB, CAROL = "+15005550101", "+15005550102", "+15005550103"
 SERVICE, OTHER_SERVICE = "+15005550199", "+15005550198"
@@ -29,9 +32,23 @@ def clean_environment(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
 
 
+class Clock:
+    """The frozen wall clock of a test (time-machine): call it for the time, `advance` to move it."""
+
+    def __init__(self, traveller):
+        self.traveller = traveller
+
+    def __call__(self) -> float:
+        return time.time()
+
+    def advance(self, seconds: float) -> None:
+        self.traveller.shift(seconds)
+
+
 @pytest.fixture
 def clock():
-    return ManualClock(start=1_800_000_000.0)
+    with time_machine.travel(1_800_000_000.0, tick=False) as traveller:
+        yield Clock(traveller)
 
 
 @pytest.fixture
@@ -43,7 +60,6 @@ def make_app(clock, tmp_path):
             "RESPONDER_ENV": "production",
             "SECRET_KEY": SECRET,
             "TWILIO_AUTH_TOKEN": TOKEN,
-            "CLOCK": clock,
             "INSTANCE_PATH": str(tmp_path / "instance"),
         }
         settings.update(overrides)
@@ -62,7 +78,7 @@ def make_phone(clock):
     """Build a simulated Twilio toward an app (in-process) with its own cookie jars."""
 
     def make(app, url=WEBHOOK_URL, token=TOKEN, method="POST"):
-        return Simulator(FlaskTransport(app), url, token=token, clock=clock, method=method)
+        return Simulator(FlaskTransport(app), url, token=token, method=method)
 
     return make
 
@@ -85,8 +101,8 @@ def webhook_log(caplog):
 
 def plant_cookie(phone: Simulator, sender: str, to: str, value: str, clock) -> None:
     """Put a cookie in a pair's jar, as a client that ignores expiry (or an attacker) would."""
-    phone.jars.setdefault((sender, to), {})[COOKIE_NAME] = StoredCookie(value, clock() + 10**6)
+    phone.jars.setdefault((sender, to), {})[COOKIE] = StoredCookie(value, clock() + 10**6)
 
 
 def cookie_of(phone: Simulator, sender: str, to: str) -> str:
-    return phone.jars[(sender, to)][COOKIE_NAME].value
+    return phone.jars[(sender, to)][COOKIE].value

@@ -5,11 +5,11 @@ import io
 import pytest
 from conftest import ALICE, SERVICE, TOKEN, WEBHOOK_URL
 
-from simulator import RequestValidator
+from devtools.simulator import sign
 
 
 def signed_post(client, data, url=WEBHOOK_URL, **kwargs):
-    signature = RequestValidator(TOKEN).compute_signature(url, data)
+    signature = sign(TOKEN, url, data)
     return client.post(
         "/sms",
         base_url="https://sms.example.com",

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from conftest import SECRET, TOKEN
 from live_server import REPO, free_port, running_server
 
-from chat import chat_command, cookie_count
+from devtools.chat import chat_command, cookie_count
 
 EXAMPLES = sorted((REPO / "examples").glob("*.chat"))
 

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from simulator import HttpTransport, Reply, Simulator
+from devtools.simulator import HttpTransport, Reply, Simulator
 
 REPO = Path(__file__).resolve().parents[2]
 NGINX_TEMPLATE = REPO / "deploy" / "nginx.conf"

@@ -11,7 +11,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from http.cookies import CookieError, SimpleCookie
@@ -19,9 +19,10 @@ from urllib.parse import urlencode, urlsplit
 
 from twilio.request_validator import RequestValidator
 
-from config import TWILIO_COOKIE_CAP_SECONDS  # Twilio forgets a pair's cookies after 4 hours
-
 API_VERSION = "2010-04-01"
+# Twilio keeps a pair's cookies for at most 4 hours, whatever Max-Age says:
+# https://www.twilio.com/docs/messaging/guides/track-sms-conversations
+TWILIO_COOKIE_CAP_SECONDS = 4 * 60 * 60
 
 GSM7_BASIC = (
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -51,6 +52,11 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * units[u or "s"] for n, u in parts)
 
 
+def sign(token: str, url: str, params: dict) -> str:
+    """Return the X-Twilio-Signature Twilio sends for `params` posted to `url` (GET: params={})."""
+    return RequestValidator(token).compute_signature(url, params)
+
+
 def cookie_payload(value: str) -> dict:
     """Decode an itsdangerous-signed cookie's payload without checking its signature (ValueError if not one)."""
     is_compressed = value.startswith(".")
@@ -60,19 +66,6 @@ def cookie_payload(value: str) -> dict:
         return json.loads(zlib.decompress(raw) if is_compressed else raw)
     except zlib.error as exc:
         raise ValueError(f"not a cookie payload ({exc})") from None
-
-
-class ManualClock:
-    """A clock that only moves when told to; call it for the current time."""
-
-    def __init__(self, start: float | None = None):
-        self.now = time.time() if start is None else start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -164,7 +157,6 @@ class Simulator:
     url: str
     token: str = ""
     account_sid: str = field(default_factory=lambda: "AC" + secrets.token_hex(16))
-    clock: Callable[[], float] = time.time
     method: str = "POST"
     jars: dict[tuple[str, str], dict[str, StoredCookie]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -187,7 +179,7 @@ class Simulator:
 
     def cookie_header(self, sender: str, to: str) -> str:
         """Return the Cookie header Twilio would send for this pair now ('' for none)."""
-        now = self.clock()
+        now = time.time()
         with self.lock:
             jar = self.jars.get((sender, to), {})
             for name in [n for n, c in jar.items() if c.expires_at <= now]:
@@ -196,7 +188,7 @@ class Simulator:
 
     def store_cookies(self, sender: str, to: str, set_cookies: list[str]) -> None:
         """Keep what the webhook set, honouring Max-Age/Expires and Twilio's 4-hour cap."""
-        now = self.clock()
+        now = time.time()
         with self.lock:
             jar = self.jars.setdefault((sender, to), {})
             for header in set_cookies:
@@ -210,9 +202,7 @@ class Simulator:
                     if morsel["max-age"]:
                         expires_at = min(expires_at, now + int(morsel["max-age"]))
                     elif morsel["expires"]:
-                        # Expires is wall-clock time; measure it from the real now, apply it on our clock.
-                        left = parsedate_to_datetime(morsel["expires"]).timestamp() - time.time()
-                        expires_at = min(expires_at, now + left)
+                        expires_at = min(expires_at, parsedate_to_datetime(morsel["expires"]).timestamp())
                     if expires_at <= now or not morsel.value:
                         jar.pop(name, None)
                     else:
@@ -228,7 +218,7 @@ class Simulator:
             url, body, signed_params = self.url, urlencode(params).encode(), params
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         if self.token:
-            headers["X-Twilio-Signature"] = RequestValidator(self.token).compute_signature(url, signed_params)
+            headers["X-Twilio-Signature"] = sign(self.token, url, signed_params)
         if cookie:
             headers["Cookie"] = cookie
         headers["User-Agent"] = "TwilioProxy/1.1"

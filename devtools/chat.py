@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+import time_machine
+from flask.cli import ScriptInfo
 
-from simulator import FlaskTransport, HttpTransport, ManualClock, Simulator, cookie_payload, parse_duration
+from devtools.simulator import FlaskTransport, HttpTransport, Simulator, cookie_payload, parse_duration
 
 DEFAULT_FROM = "+15005550100"
 DEFAULT_TO = "+15005550199"
@@ -34,7 +37,7 @@ class Phone:
     """A texter's phone: who is texting whom, through which simulated Twilio."""
 
     twilio: Simulator
-    clock: ManualClock
+    clock: time_machine.Traveller  # moves this process's clock: the simulated Twilio and an in-process app
     sender: str = DEFAULT_FROM
     to: str = DEFAULT_TO
     media: list[str] = field(default_factory=list)
@@ -64,23 +67,19 @@ class Phone:
         )
 
     def wait(self, duration: str) -> None:
-        self.clock.advance(parse_duration(duration))
+        self.clock.shift(parse_duration(duration))
 
 
-def build_phone(url: str | None, token: str | None, sender: str, to: str) -> Phone:
-    """Connect a phone to a running server at `url`, or to an in-process development app."""
-    clock = ManualClock()
+def build_phone(url: str | None, token: str | None, sender: str, to: str, load_app=None) -> Phone:
+    """Connect a phone to a running server at `url`, or to the app `load_app()` builds in-process."""
+    clock = time_machine.travel(time.time(), tick=True).start()
     if url:
-        twilio = Simulator(HttpTransport(), url, token=token or "", clock=clock)
+        twilio = Simulator(HttpTransport(), url, token=token or "")
         return Phone(twilio, clock, sender, to, target=url)
-    from responder import create_app
-
-    app = create_app({"CLOCK": clock})
+    app = load_app()
     logging.getLogger("responder").setLevel(logging.WARNING)  # the phone shows the replies instead
-    tokens = app.extensions["responder"].auth_tokens
-    twilio = Simulator(
-        FlaskTransport(app), IN_PROCESS_URL, token=token or (tokens[0] if tokens else ""), clock=clock
-    )
+    tokens = app.extensions["responder"].settings.auth_tokens
+    twilio = Simulator(FlaskTransport(app), IN_PROCESS_URL, token=token or (tokens[0] if tokens else ""))
     return Phone(twilio, clock, sender, to, target="the in-process app")
 
 
@@ -171,9 +170,14 @@ def run_script(phone: Phone, path: Path) -> int:
 @click.option(
     "--script", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Conversation script."
 )
-def chat_command(sender, to, url, token, media, script):
+@click.pass_context
+def chat_command(ctx, sender, to, url, token, media, script):
     """Text the webhook from a simulated phone (or play a conversation script)."""
-    phone = build_phone(url, token, sender, to)
+    # The app `flask --app ...` names; without the flask command around it, the responder's own.
+    info = ctx.ensure_object(ScriptInfo)
+    if not info.app_import_path and info.create_app is None:
+        info.app_import_path = "responder"
+    phone = build_phone(url, token, sender, to, load_app=info.load_app)
     phone.media = list(media)
     code = run_script(phone, script) if script else run_interactive(phone)
     sys.exit(code)

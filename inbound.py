@@ -1,0 +1,70 @@
+"""The webhook's request: Flask's Request, reading Twilio's form once, cheaply and within bounds."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from urllib.parse import parse_qsl
+
+from flask import Request, abort
+from werkzeug.exceptions import HTTPException
+
+FORM_MIMETYPE = "application/x-www-form-urlencoded"
+
+
+class WebhookFields(dict):
+    """A webhook's fields: name -> every value sent, as Twilio signs them (RequestValidator reads `getall`)."""
+
+    def getall(self, name: str) -> list[str]:
+        return self[name]
+
+    def first(self, name: str, default: str = "") -> str:
+        """Return the first value sent for `name`, or `default`."""
+        values = self.get(name)
+        return values[0] if values else default
+
+
+def parse_fields(text: str) -> WebhookFields:
+    """Split form-encoded text into fields, decoding bad escapes as Werkzeug's form parser does."""
+    fields = WebhookFields()
+    for name, value in parse_qsl(text, keep_blank_values=True, errors="werkzeug.url_quote"):
+        fields.setdefault(name, []).append(value)
+    return fields
+
+
+class WebhookRequest(Request):
+    """Flask's request with Twilio's webhook fields read from the query (GET) or the form body (POST)."""
+
+    @cached_property
+    def webhook_fields(self) -> WebhookFields:
+        """Return the webhook's fields, or abort with the 4xx that says why they cannot be read."""
+        if self.method != "POST":  # a GET's fields are in its query, and signed as part of its URL
+            return parse_fields(self.query_string.decode("utf-8", "replace"))
+        if self.mimetype != FORM_MIMETYPE:
+            abort(415, f"send the webhook as {FORM_MIMETYPE} (Twilio's default)")
+        length, limit = self.content_length, self.max_content_length
+        if length is None:  # chunked: servers treat such bodies differently
+            abort(411, "send the webhook with a Content-Length header, as Twilio does")
+        if limit is not None and length > limit:
+            abort(413, f"the webhook's body is over {limit // 1024} KiB")
+        body = self.get_data()  # kept: the session reads the fields before the view
+        if self.max_form_parts is not None and body.count(b"&") >= self.max_form_parts:
+            abort(413, f"the webhook has more than {self.max_form_parts} fields; Twilio sends a few dozen")
+        try:
+            return parse_fields(body.decode())
+        except UnicodeDecodeError:
+            abort(400, "the form is not UTF-8 text")
+
+    @cached_property
+    def signed_fields(self) -> WebhookFields:
+        """Return the fields X-Twilio-Signature covers besides the URL (a GET has none)."""
+        return self.webhook_fields if self.method == "POST" else WebhookFields()
+
+    @cached_property
+    def number_pair(self) -> tuple[str, str] | None:
+        """Return the message's (From, To), or None when either is missing or the fields are unreadable."""
+        try:
+            fields = self.webhook_fields
+        except HTTPException:  # the view refuses such a request; the session just opens empty
+            return None
+        sender, recipient = fields.first("From").strip(), fields.first("To").strip()
+        return (sender, recipient) if sender and recipient else None
