@@ -105,17 +105,13 @@ def load_directory(path: str | Path, region: str) -> Directory:
 class WatchedDirectory:
     """The caller directory, reloaded when its file changes; a bad reload keeps the old one."""
 
-    def __init__(self, path: str, region: str):
-        self.path, self.region = path, region
-        self.directory = Directory()
+    def __init__(self, path: str, region: str, directory: Directory):
+        self.path, self.region, self.directory = path, region, directory
         self.problem = ""
-        self.checked_at = 0.0
-        self.mtime = None
-        if path:
-            self.directory = load_directory(path, region)  # a bad file stops start-up
-            self.mtime = Path(path).stat().st_mtime
-            for warning in self.directory.warnings:
-                log.warning("caller directory: %s", warning)
+        self.checked_at = time.time()
+        self.mtime = Path(path).stat().st_mtime if path else None
+        for warning in directory.warnings:
+            log.warning("caller directory: %s", warning)
 
     def current(self) -> Directory:
         """Return the directory, re-reading its file when it changed (checked every few seconds)."""

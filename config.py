@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 from dotenv import dotenv_values
 
+import callers
 from conversation import DEFAULT_COUNT_REPLY, DEFAULT_GREETING, MAX_BODY_CHARS, template_errors
 
 # Every variable the service reads (WEB_CONCURRENCY belongs to serve.py's server, not to the app).
@@ -33,6 +35,7 @@ VARIABLES = (
     "HELP_TEXT",
 )
 MIN_SECRET_CHARS = 32
+AUTH_TOKEN = re.compile(r"[0-9a-fA-F]{32}")  # what the Twilio Console shows
 TWILIO_COOKIE_CAP_SECONDS = 4 * 3600
 # Sample keys from tutorials, docs and generators; a key copied from one is as good as public.
 WELL_KNOWN_SECRETS = frozenset(
@@ -49,8 +52,15 @@ WELL_KNOWN_SECRETS = frozenset(
         "12345678901234567890123456789012",
         "keep it secret, keep it safe. keep it secret!",
         "you-will-never-guess-this-secret-key-12345",
+        "mysecretkeymysecretkeymysecretkey",
+        "supersecretkeysupersecretkey1234",
+        "changeme-changeme-changeme-changeme",
     )
 )
+# Words that make a key guessable however often they are repeated or joined.
+GUESSABLE_WORDS = (
+    "secret", "password", "changeme", "change-me", "example", "default", "flask", "twilio", "test", "key", "app",
+)  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -74,6 +84,7 @@ class Settings:
     idle_seconds: int
     callers_file: str
     default_region: str
+    directory: callers.Directory
     host: str
     port: int
     greeting: str
@@ -98,6 +109,23 @@ def read_environment(overrides: Mapping[str, str] | None = None, dotenv: str = "
     return values
 
 
+def looks_guessable(key: str) -> bool:
+    """Tell whether a key is made of repeats, runs or sample words rather than randomness."""
+    folded = key.lower()
+    if folded in WELL_KNOWN_SECRETS or len(set(key)) < 10:
+        return True
+    trigrams = [folded[i : i + 3] for i in range(len(folded) - 2)]
+    if len(set(trigrams)) < 0.75 * len(trigrams):  # a short unit repeated: "abcdefgh" * 4
+        return True
+    steps = sum(abs(ord(b) - ord(a)) == 1 for a, b in zip(folded, folded[1:], strict=False))
+    if steps > len(folded) // 2:  # runs like "abcdef..." or "123456..."
+        return True
+    hidden = folded
+    for word in GUESSABLE_WORDS:
+        hidden = hidden.replace(word, "")
+    return len(hidden) < MIN_SECRET_CHARS // 2  # mostly sample words: "supersecretkey..."
+
+
 def secret_problem(name: str, key: str) -> str:
     """Return why a signing key is unfit ('' when it is fine)."""
     if len(key) < MIN_SECRET_CHARS:
@@ -105,8 +133,11 @@ def secret_problem(name: str, key: str) -> str:
             f"{name} is {len(key)} characters; use at least {MIN_SECRET_CHARS}, e.g. the output of "
             "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
         )
-    if key.lower() in WELL_KNOWN_SECRETS or len(set(key)) < 8:
-        return f"{name} is a well-known or trivially guessable value; generate a random one"
+    if looks_guessable(key):
+        return (
+            f"{name} is a well-known or guessable value (repeats, runs or sample words); generate one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
     return ""
 
 
@@ -188,6 +219,15 @@ def load_settings(env: Mapping[str, str], dev_secret_file: Path) -> Settings:
     )
     if env.get("TWILIO_AUTH_TOKEN_SECONDARY", "").strip() and not env.get("TWILIO_AUTH_TOKEN", "").strip():
         problems.append("TWILIO_AUTH_TOKEN_SECONDARY is set without TWILIO_AUTH_TOKEN; set the primary too")
+    for name in ("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY"):
+        token = env.get(name, "").strip()
+        if token and not AUTH_TOKEN.fullmatch(token):
+            problems.append(
+                f"{name} is not a Twilio auth token (32 hexadecimal characters); copy it from the Twilio "
+                "Console under Account > API keys & tokens"
+            )
+    if secret_key and secret_key in tokens:
+        problems.append("SECRET_KEY is the Twilio auth token; the cookie key must be a secret of its own")
     if production and not tokens:
         problems.append(
             "TWILIO_AUTH_TOKEN is not set; production checks every webhook's X-Twilio-Signature "
@@ -225,6 +265,14 @@ def load_settings(env: Mapping[str, str], dev_secret_file: Path) -> Settings:
     if region not in phonenumbers.SUPPORTED_REGIONS:
         problems.append(f"DEFAULT_REGION={region!r} is not a two-letter region code such as US or GB")
 
+    callers_file = env.get("CALLERS_FILE", "").strip()
+    directory = callers.Directory()
+    if callers_file:
+        try:
+            directory = callers.load_directory(callers_file, region)
+        except callers.DirectoryError as exc:
+            problems.append(f"CALLERS_FILE: {exc}")
+
     settings = Settings(
         env=mode,
         secret_key=secret_key,
@@ -233,8 +281,9 @@ def load_settings(env: Mapping[str, str], dev_secret_file: Path) -> Settings:
         public_url=public_url,
         trusted_proxies=trusted_proxies,
         idle_seconds=idle_seconds,
-        callers_file=env.get("CALLERS_FILE", "").strip(),
+        callers_file=callers_file,
         default_region=region,
+        directory=directory,
         host=env.get("HOST", "").strip() or "127.0.0.1",
         port=port,
         greeting=_template(env, "GREETING_TEMPLATE", DEFAULT_GREETING, problems),

@@ -59,21 +59,22 @@ class Step:
     outcome: str
 
 
-def template_errors(template: str) -> list[str]:
-    """Return what is wrong with a reply template (unknown placeholders, bad braces)."""
+def template_errors(template: str, longest_name: int = 100) -> list[str]:
+    """Return what is wrong with a reply template (unknown placeholders, bad braces, unbounded output)."""
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
     except ValueError as exc:
         return [f"bad braces ({exc}); write {{{{ and }}}} for literal braces"]
-    unknown = sorted({f for f in fields if f not in PLACEHOLDERS})
+    unknown = sorted({f for f, _, _ in parsed if f not in PLACEHOLDERS})
     if unknown:
         allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
         return [f"unknown placeholder(s) {', '.join(unknown)!s}; allowed: {allowed}"]
-    try:
-        sample = template.format(name=DEFAULT_NAME, count=1, to="+15005550100")
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        return [f"cannot be filled in ({exc}); use plain {{name}}, {{count}} and {{to}}"]
-    if not sample.strip():
+    if any(spec or conv for _, spec, conv in parsed):  # a width or precision could make any length
+        return ["placeholders take no format spec or conversion; use plain {name}, {count} and {to}"]
+    longest = template.format(name="W" * longest_name, count=10**12, to="+" + "9" * 15)
+    if len(longest) > MAX_BODY_CHARS:
+        return [f"can render {len(longest)} characters with a long name; Twilio's limit is {MAX_BODY_CHARS}"]
+    if not template.format(name=DEFAULT_NAME, count=1, to="+15005550100").strip():
         return ["is empty; a reply must say something"]
     return []
 

@@ -45,7 +45,7 @@ class WebhookRequest(Request):
         if length is None:  # chunked: servers treat such bodies differently
             abort(411, "send the webhook with a Content-Length header, as Twilio does")
         if limit is not None and length > limit:
-            abort(413, f"the webhook's body is over {limit // 1024} KiB")
+            abort(413, f"the webhook's body is over {limit:,} bytes")
         body = self.get_data()  # kept: the session reads the fields before the view
         if self.max_form_parts is not None and body.count(b"&") >= self.max_form_parts:
             abort(413, f"the webhook has more than {self.max_form_parts} fields; Twilio sends a few dozen")

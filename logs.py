@@ -1,12 +1,14 @@
-"""The service's log lines: JSON in production, key=value text in development."""
+"""The service's log lines: JSON in production, key=value text in development; no value can forge a line."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 
 log = logging.getLogger("responder")
+PLAIN = re.compile(r"[\w.:/@+*-]*")  # a text value made only of these is written as it is; others are quoted
 
 
 class JsonFormatter(logging.Formatter):
@@ -18,12 +20,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, separators=(",", ":"))
 
 
+def text_value(value: object) -> str:
+    """Write a value for a text line: plain words as they are, anything else quoted and escaped."""
+    text = str(value)
+    return text if PLAIN.fullmatch(text) and text.isascii() else json.dumps(text)
+
+
 class TextFormatter(logging.Formatter):
     """Format records as readable `key=value` lines for development."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={v}" for k, v in getattr(record, "webhook", {}).items())
-        return f"{record.levelname} {record.getMessage()} {fields}".rstrip()
+        message = json.dumps(record.getMessage())[1:-1]  # control characters escaped, quotes kept readable
+        fields = " ".join(f"{k}={text_value(v)}" for k, v in getattr(record, "webhook", {}).items())
+        return f"{record.levelname} {message} {fields}".rstrip()
 
 
 def configure_logging(production: bool) -> None:
@@ -31,10 +40,7 @@ def configure_logging(production: bool) -> None:
     if log.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
-    if production:
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(TextFormatter())
+    handler.setFormatter(JsonFormatter() if production else TextFormatter())
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = True

@@ -134,10 +134,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
         if warning not in _warned:  # once per process, however many apps it builds
             _warned.add(warning)
             log.warning("%s", warning)
-    try:
-        directory = callers.WatchedDirectory(settings.callers_file, settings.default_region)
-    except callers.DirectoryError as exc:
-        raise config.ConfigError([f"CALLERS_FILE: {exc}"]) from None
+    directory = callers.WatchedDirectory(settings.callers_file, settings.default_region, settings.directory)
 
     app = Flask(__name__, instance_path=instance_path, static_folder=None)  # no static files to serve
     app.request_class = WebhookRequest

@@ -6,8 +6,6 @@ import argparse
 import os
 import sys
 
-from config import ConfigError, read_environment
-
 # The production server's checked-in configuration (see README, "Deploy"). granian won the measurement
 # against gunicorn on this service (bench/RESULTS.md).
 PRODUCTION_SERVER = {
@@ -22,6 +20,7 @@ PRODUCTION_SERVER = {
 
 def build_app():
     """Build the app or exit with the configuration problems, one per line."""
+    from config import ConfigError
     from responder import create_app
 
     try:
@@ -44,18 +43,28 @@ def worker_count() -> int:
     return os.cpu_count() or 1
 
 
-def serve_production(host: str, port: int) -> None:
+def serve_production(host: str, port: int, url: str) -> None:
     """Serve with the production server; every worker builds its own app with create_app()."""
     from granian import Granian
     from granian.constants import Interfaces
 
     options = dict(PRODUCTION_SERVER, interface=Interfaces.WSGI)
     workers = worker_count()
-    print(f"responder: production server on http://{host}:{port}/sms, {workers} workers", file=sys.stderr)
+    print(
+        f"responder: production server on http://{host}:{port}, {workers} workers; Twilio posts to {url}",
+        file=sys.stderr,
+    )
     Granian("responder:create_app", factory=True, address=host, port=port, workers=workers, **options).serve()
 
 
+def webhook_url(settings) -> str:
+    """Return the URL to give Twilio: PUBLIC_URL + /sms when set, else where this server listens."""
+    return f"{settings.public_url or f'http://{settings.host}:{settings.port}'}/sms"
+
+
 def main(argv: list[str] | None = None) -> None:
+    from config import read_environment  # here, so `from serve import PRODUCTION_SERVER` stays light
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["run", "serve", "check"], help="run: development; serve: production")
     mode = parser.parse_args(argv).mode
@@ -73,12 +82,15 @@ def main(argv: list[str] | None = None) -> None:
         print(
             f"settings OK ({settings.env}); signatures {'checked' if settings.checks_signatures else 'NOT checked'}"
         )
+        print(
+            f"Twilio Console > Phone Numbers > your number > Messaging > A message comes in: {webhook_url(settings)}"
+        )
         return
     if settings.is_production:
-        serve_production(settings.host, settings.port)
+        serve_production(settings.host, settings.port, webhook_url(settings))
         return
     print(
-        f"responder (development): POST Twilio webhooks to http://{settings.host}:{settings.port}/sms",
+        f"responder (development): POST Twilio webhooks to {webhook_url(settings)}",
         file=sys.stderr,
     )
     app.run(host=settings.host, port=settings.port, threaded=True, load_dotenv=False)

@@ -105,3 +105,16 @@ def test_a_body_that_is_not_utf8_is_a_400(app):
         content_type="application/x-www-form-urlencoded",
     )
     assert answer.status_code == 400 and "not UTF-8" in answer.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(("fields", "status"), [(256, 200), (257, 413), (5_000, 413)])
+def test_more_than_256_fields_is_refused_before_the_signature_check(app, webhook_log, fields, status):
+    data = {"From": ALICE, "To": SERVICE} | {f"F{i}": "" for i in range(fields - 2)}
+    answer = app.test_client().post(
+        "/sms", base_url="https://sms.example.com", data=data, headers={"X-Twilio-Signature": "forged"}
+    )
+    if status == 200:  # within the limit the request reaches the signature check, which refuses it
+        assert answer.status_code == 403
+    else:
+        assert answer.status_code == 413 and "more than 256 fields" in answer.get_data(as_text=True)
+        assert webhook_log()[-1]["outcome"] == "refused:413"

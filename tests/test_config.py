@@ -1,5 +1,6 @@
 """Settings: production refuses weak ones, development needs none, every error names its variable."""
 
+import secrets
 import stat
 
 import pytest
@@ -101,3 +102,65 @@ def test_a_bad_caller_directory_stops_start_up_naming_file_and_line(make_app, tm
 def test_a_missing_caller_directory_stops_start_up(make_app, tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         make_app(CALLERS_FILE=str(tmp_path / "missing.csv"))
+
+
+GUESSABLE = [
+    "mysecretkeymysecretkeymysecretkey",
+    "supersecretkeysupersecretkey1234",
+    "abcdefghabcdefghabcdefghabcdefgh",
+    "changeme-changeme-changeme-changeme",
+    "passwordpasswordpasswordpassword",
+    "my-flask-secret-key-for-twilio-app",
+    "abcdefghijklmnopqrstuvwxyzABCDEF",
+    "0123456789012345678901234567890123",
+    "qwertyqwertyqwertyqwertyqwertyqw",
+    "x" * 31 + "y",
+]
+
+
+@pytest.mark.parametrize("key", GUESSABLE)
+def test_guessable_secret_keys_are_refused(tmp_path, key):
+    (problem,) = problems({**GOOD, "SECRET_KEY": key}, tmp_path)
+    assert problem.startswith("SECRET_KEY is a well-known or guessable value") and key not in problem
+
+
+@pytest.mark.parametrize("make_key", [lambda: secrets.token_urlsafe(24), lambda: secrets.token_hex(16),
+                                      lambda: secrets.token_urlsafe(48)], ids=["urlsafe-32", "hex-32", "urlsafe-64"])  # fmt: skip
+def test_random_keys_are_accepted(tmp_path, make_key):
+    for _ in range(2000):
+        key = make_key()
+        assert load_settings({**GOOD, "SECRET_KEY": key}, tmp_path / "k").secret_key == key
+
+
+@pytest.mark.parametrize("token", ["x", "changeme", "0123456789abcdef0123456789abcde", "g" * 32, TOKEN + "0"])
+def test_an_auth_token_that_is_not_32_hex_characters_is_refused(tmp_path, token):
+    (problem,) = problems({**GOOD, "TWILIO_AUTH_TOKEN": token}, tmp_path)
+    assert problem.startswith("TWILIO_AUTH_TOKEN is not a Twilio auth token")
+    assert len(token) < 3 or token not in problem
+
+
+def test_the_secret_key_must_not_be_the_auth_token(tmp_path):
+    token = secrets.token_hex(16)
+    (problem,) = problems({**GOOD, "SECRET_KEY": token, "TWILIO_AUTH_TOKEN": token}, tmp_path)
+    assert problem.startswith("SECRET_KEY is the Twilio auth token")
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["{count:>99999999999}", "{name:.5}", "{to!r}", "{name}" * 17, "x" * 1590 + "{count}"],
+)
+def test_a_template_whose_rendering_is_not_bounded_is_a_one_line_error(tmp_path, template):
+    (problem,) = problems({**GOOD, "GREETING_TEMPLATE": template}, tmp_path)
+    assert problem.startswith("GREETING_TEMPLATE")
+
+
+def test_a_template_just_within_the_limit_is_accepted(tmp_path):
+    template = "x" * (1600 - 100 - 13) + "{name}{count}"  # a 100-character name and a 13-digit count
+    assert load_settings({**GOOD, "GREETING_TEMPLATE": template}, tmp_path / "k").greeting == template
+
+
+def test_the_caller_directory_is_listed_with_every_other_problem(tmp_path):
+    bad = tmp_path / "callers.csv"
+    bad.write_text("number,name\nnonsense,Bob\n")
+    found = problems({**GOOD, "CALLERS_FILE": str(bad), "PORT": "0", "SECRET_KEY": "short"}, tmp_path)
+    assert sorted(p.split()[0].rstrip(":") for p in found) == ["CALLERS_FILE", "PORT=0", "SECRET_KEY"]

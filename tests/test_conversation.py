@@ -126,7 +126,7 @@ def test_placeholders_fill_name_count_and_to():
     ("template", "is_ok"),
     [("Hi {name}", True), ("{count}{to}", True), ("{{literal}}", True), ("{nme}", False), ("{name.__class__}", False),
      ("{0}", False), ("unclosed {", False), ("{count:s}", False), ("{name:d}", False), ("{name!x}", False),
-     ("{count:{name}}", False), ("{count:{zzz}}", False), ("   ", False), ("{count:>4}", True)],
+     ("{count:{name}}", False), ("{count:{zzz}}", False), ("   ", False), ("{count:>4}", False), ("{count:>99999999999}", False)],
 )  # fmt: skip
 def test_templates_are_checked(template, is_ok):
     assert (template_errors(template) == []) is is_ok

@@ -85,8 +85,8 @@ def test_arbitrary_raw_requests_never_get_a_5xx(make_app, method, content_type, 
 @given(reply=st.text(max_size=200) | st.text(st.characters(max_codepoint=0x1F), max_size=5))
 def test_twiml_is_exactly_what_messaging_response_builds(reply):
     built = MessagingResponse()
-    allowed = "".join(c for c in reply if c in "\t\n\r" or ord(c) >= 0x20 and not 0xD800 <= ord(c) <= 0xDFFF
-                      and c not in "\ufffe\uffff")  # fmt: skip
+    allowed = "".join(c for c in reply if c in "\t\n\r" or (ord(c) >= 0x20 and not 0xD800 <= ord(c) <= 0xDFFF
+                      and c not in "\ufffe\uffff"))  # fmt: skip
     if allowed:
         built.message(allowed)
     assert twiml_for(reply) == built.to_xml().encode("utf-8", "xmlcharrefreplace")
