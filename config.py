@@ -79,7 +79,7 @@ class Settings:
     secret_key: str
     secret_key_fallbacks: tuple[str, ...]
     auth_tokens: tuple[str, ...]
-    public_url: str
+    public_urls: tuple[str, ...]
     trusted_proxies: int
     idle_seconds: int
     callers_file: str
@@ -95,6 +95,11 @@ class Settings:
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def public_url(self) -> str:
+        """The first PUBLIC_URL ('' when none is set)."""
+        return self.public_urls[0] if self.public_urls else ""
 
     @property
     def checks_signatures(self) -> bool:
@@ -239,13 +244,17 @@ def load_settings(env: Mapping[str, str], dev_secret_file: Path) -> Settings:
             "Anyone who can reach this server can post to /sms. Development only."
         )
 
-    public_url = env.get("PUBLIC_URL", "").strip().rstrip("/")
-    if public_url:
-        parts = urlsplit(public_url)
+    public_urls = tuple(u.strip().rstrip("/") for u in env.get("PUBLIC_URL", "").split(",") if u.strip())
+    for url in public_urls:
+        parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-            problems.append(
-                f"PUBLIC_URL={public_url!r}: give the base URL Twilio calls, e.g. https://sms.example.com"
-            )
+            problems.append(f"PUBLIC_URL={url!r}: give the base URL Twilio calls, e.g. https://sms.example.com")
+    if production and not public_urls:
+        problems.append(
+            "PUBLIC_URL is not set; production checks signatures against the URL Twilio calls only: set it to "
+            "the webhook URL in the Twilio Console without /sms (e.g. https://sms.example.com; several, "
+            "comma-separated)"
+        )
 
     trusted_proxies = _integer(
         env, "TRUSTED_PROXIES", 0, 0, 10, "the number of reverse proxies in front of the service", problems
@@ -278,7 +287,7 @@ def load_settings(env: Mapping[str, str], dev_secret_file: Path) -> Settings:
         secret_key=secret_key,
         secret_key_fallbacks=fallbacks,
         auth_tokens=tokens,
-        public_url=public_url,
+        public_urls=public_urls,
         trusted_proxies=trusted_proxies,
         idle_seconds=idle_seconds,
         callers_file=callers_file,

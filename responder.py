@@ -143,7 +143,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
         SECRET_KEY=settings.secret_key,
         SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),
         SESSION_COOKIE_NAME=COOKIE_NAME,
-        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        SESSION_COOKIE_SECURE=any(url.startswith("https://") for url in settings.public_urls),
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_REFRESH_EACH_REQUEST=False,  # the view writes the conversation whenever it answers
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.idle_seconds),
@@ -151,7 +151,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
         MAX_FORM_PARTS=MAX_FIELDS,
     )
     texts = Texts(greeting=settings.greeting, count_reply=settings.count_reply, help=settings.help_text)
-    guard = SignatureGuard(settings.auth_tokens, settings.public_url)
+    guard = SignatureGuard(settings.auth_tokens, settings.public_urls)
     app.extensions["responder"] = Responder(settings, texts, guard, directory)
 
     app.register_blueprint(webhook)

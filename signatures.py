@@ -19,7 +19,7 @@ ADVICE = {
     "to the number of proxies that set X-Forwarded-Proto",
     "port": "set PUBLIC_URL to the exact base URL in the Twilio Console, port included",
     "forwarded": "set TRUSTED_PROXIES to the number of proxies in front of the service, or PUBLIC_URL",
-    "request": "PUBLIC_URL does not match the URL Twilio calls; correct or unset it",
+    "request": "PUBLIC_URL does not match the URL Twilio calls; set it to the base of the URL in the Twilio Console",
 }
 
 
@@ -63,19 +63,19 @@ def signed_url(public_url: str, scheme: str, host: str, root: str, path: str, qu
 class SignatureGuard:
     """Check X-Twilio-Signature with RequestValidator against the URL Twilio was given."""
 
-    def __init__(self, tokens: tuple[str, ...], public_url: str):
+    def __init__(self, tokens: tuple[str, ...], public_urls: tuple[str, ...]):
         self.validators = [RequestValidator(t) for t in tokens]
-        self.public_url = public_url
+        self.public_urls = public_urls or ("",)  # '': the request's own URL (development only)
         self.diagnosed_at = -DIAGNOSIS_INTERVAL
 
     @property
     def is_checking(self) -> bool:
         return bool(self.validators)
 
-    def url_for(self, request: Request, public_url: str | None = None) -> str:
-        """Return the URL Twilio signed: PUBLIC_URL + path + query, else the request's own URL."""
+    def url_for(self, request: Request, public_url: str) -> str:
+        """Return the URL Twilio signed: a PUBLIC_URL + path + query, or the request's own URL for ''."""
         return signed_url(
-            self.public_url if public_url is None else public_url,
+            public_url,
             request.scheme,
             request.host,
             request.root_path,
@@ -102,7 +102,9 @@ class SignatureGuard:
         if not self.validators:
             return
         signature = request.headers.get("X-Twilio-Signature", "")
-        if signature and self.signs(self.url_for(request), request.signed_fields, signature):
+        if signature and any(
+            self.signs(self.url_for(request, base), request.signed_fields, signature) for base in self.public_urls
+        ):
             return
         raise SignatureRefused(self.diagnose(request, signature))
 
@@ -114,7 +116,7 @@ class SignatureGuard:
         if now - self.diagnosed_at < DIAGNOSIS_INTERVAL:
             return "signature does not match (not diagnosed: at most one diagnosis per second)"
         self.diagnosed_at = now
-        checked = self.url_for(request)
+        checked = self.url_for(request, self.public_urls[0])
         parts = urlsplit(checked)
         proto, host = (
             _first(request.headers.get("X-Forwarded-Proto")),
@@ -127,8 +129,8 @@ class SignatureGuard:
         if proto or host:
             variants.append((_with_base(checked, proto or None, host or None), "forwarded"))
             variants.append((_with_base(checked, "https", host or None), "forwarded"))
-        if self.public_url:
-            variants.append((self.url_for(request, public_url=""), "request"))
+        if self.public_urls[0]:
+            variants.append((self.url_for(request, ""), "request"))
         for url, kind in variants:
             if url != checked and self.signs(url, request.signed_fields, signature):
                 return (

@@ -17,7 +17,8 @@ SECRET = "test-secret-3f9a1c7e5b2d8a4f6c0e9b1d7a3f5c8e"
 OTHER_SECRET = "test-secret-other-8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
 TOKEN = "0123456789abcdef0123456789abcdef"
 SECONDARY_TOKEN = "fedcba9876543210fedcba9876543210"
-WEBHOOK_URL = "https://sms.example.com/sms"
+PUBLIC_URL = "https://sms.example.com"
+WEBHOOK_URL = PUBLIC_URL + "/sms"
 COOKIE = "conversation"
 
 ALICE, BOB, CAROL = "+15005550101", "+15005550102", "+15005550103"
@@ -53,13 +54,14 @@ def clock():
 
 @pytest.fixture
 def make_app(clock, tmp_path):
-    """Build an app: production settings with a test key and token, plus the test's overrides."""
+    """Build an app: production settings (test key, token, PUBLIC_URL), plus the test's overrides."""
 
     def make(**overrides):
         settings = {
             "RESPONDER_ENV": "production",
             "SECRET_KEY": SECRET,
             "TWILIO_AUTH_TOKEN": TOKEN,
+            "PUBLIC_URL": PUBLIC_URL,
             "INSTANCE_PATH": str(tmp_path / "instance"),
         }
         settings.update(overrides)

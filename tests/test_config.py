@@ -9,7 +9,12 @@ from conftest import SECRET, TOKEN
 from config import ConfigError, load_settings, read_environment
 from responder import create_app
 
-GOOD = {"RESPONDER_ENV": "production", "SECRET_KEY": SECRET, "TWILIO_AUTH_TOKEN": TOKEN}
+GOOD = {
+    "RESPONDER_ENV": "production",
+    "SECRET_KEY": SECRET,
+    "TWILIO_AUTH_TOKEN": TOKEN,
+    "PUBLIC_URL": "https://sms.example.com",
+}
 
 
 def problems(env, tmp_path):
@@ -63,7 +68,7 @@ def test_secrets_never_appear_in_error_messages(tmp_path):
 
 def test_production_is_the_default_and_refuses_to_start_with_nothing(tmp_path):
     found = problems({}, tmp_path)
-    assert [p.split()[0] for p in found] == ["SECRET_KEY", "TWILIO_AUTH_TOKEN"]
+    assert [p.split()[0] for p in found] == ["SECRET_KEY", "TWILIO_AUTH_TOKEN", "PUBLIC_URL"]
 
 
 def test_development_generates_a_secret_once_and_keeps_it(tmp_path):
@@ -86,6 +91,7 @@ def test_the_dot_env_file_is_honoured_and_the_environment_wins(tmp_path, monkeyp
 def test_create_app_reads_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("RESPONDER_ENV", "production")
     monkeypatch.setenv("SECRET_KEY", SECRET)
+    monkeypatch.setenv("PUBLIC_URL", "https://sms.example.com")
     with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN"):
         create_app({"INSTANCE_PATH": str(tmp_path)})
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
@@ -164,3 +170,20 @@ def test_the_caller_directory_is_listed_with_every_other_problem(tmp_path):
     bad.write_text("number,name\nnonsense,Bob\n")
     found = problems({**GOOD, "CALLERS_FILE": str(bad), "PORT": "0", "SECRET_KEY": "short"}, tmp_path)
     assert sorted(p.split()[0].rstrip(":") for p in found) == ["CALLERS_FILE", "PORT=0", "SECRET_KEY"]
+
+
+def test_production_needs_public_url_and_says_where_to_find_it(tmp_path):
+    (problem,) = problems({**GOOD, "PUBLIC_URL": ""}, tmp_path)
+    assert problem.startswith("PUBLIC_URL is not set") and "Twilio Console" in problem
+
+
+def test_several_public_urls_are_read_in_order(tmp_path):
+    env = {**GOOD, "PUBLIC_URL": "https://sms.example.com/, https://other.example.net/twilio"}
+    settings = load_settings(env, tmp_path / "k")
+    assert settings.public_urls == ("https://sms.example.com", "https://other.example.net/twilio")
+    (problem,) = problems({**env, "PUBLIC_URL": "https://sms.example.com,ftp://x"}, tmp_path)
+    assert problem.startswith("PUBLIC_URL='ftp://x'")
+
+
+def test_development_needs_no_public_url(tmp_path):
+    assert load_settings({"RESPONDER_ENV": "development"}, tmp_path / "k").public_urls == ()

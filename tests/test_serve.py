@@ -8,6 +8,8 @@ import pytest
 from conftest import SECRET, TOKEN
 from live_server import REPO
 
+GOOD = {"SECRET_KEY": SECRET, "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": "https://sms.example.com"}
+
 
 def serve(mode, env):
     full = {"PATH": os.environ.get("PATH", ""), **env}
@@ -24,10 +26,10 @@ def serve(mode, env):
 @pytest.mark.parametrize(
     ("env", "complaints"),
     [
-        ({}, ["SECRET_KEY is not set", "TWILIO_AUTH_TOKEN is not set"]),
+        ({}, ["SECRET_KEY is not set", "TWILIO_AUTH_TOKEN is not set", "PUBLIC_URL is not set"]),
         ({"RESPONDER_ENV": "development"}, ["make serve needs production settings"]),
         ({"SECRET_KEY": "short", "TWILIO_AUTH_TOKEN": TOKEN}, ["SECRET_KEY is 5 characters"]),
-        ({"SECRET_KEY": SECRET, "TWILIO_AUTH_TOKEN": TOKEN, "WEB_CONCURRENCY": "many"}, ["WEB_CONCURRENCY"]),
+        ({**GOOD, "WEB_CONCURRENCY": "many"}, ["WEB_CONCURRENCY"]),
     ],
 )
 def test_serve_refuses_to_start_without_production_settings(env, complaints):
@@ -40,7 +42,8 @@ def test_serve_refuses_to_start_without_production_settings(env, complaints):
         assert env["SECRET_KEY"] not in result.stderr
 
 
-def test_check_reports_good_settings():
-    result = serve("check", {"SECRET_KEY": SECRET, "TWILIO_AUTH_TOKEN": TOKEN})
+def test_check_reports_good_settings_and_the_url_for_the_twilio_console():
+    result = serve("check", GOOD)
     assert result.returncode == 0
     assert "settings OK (production); signatures checked" in result.stdout
+    assert "A message comes in: https://sms.example.com/sms\n" in result.stdout

@@ -33,6 +33,16 @@ def deliver(
                        data=PARAMS if method == "POST" else None)  # fmt: skip
 
 
+@pytest.fixture
+def own_url_app(make_app):
+    """Build a development app that checks signatures against the request's own URL (no PUBLIC_URL)."""
+
+    def make(**overrides):
+        return make_app(RESPONDER_ENV="development", PUBLIC_URL="", **overrides)
+
+    return make
+
+
 def test_a_correct_signature_is_accepted(app):
     assert deliver(app).status_code == 200
 
@@ -82,8 +92,8 @@ def test_get_with_a_query_string_is_checked_against_the_full_url(app):
         ("https://sms.example.com/sms", "https://sms.example.com:8443/sms"),  # RequestValidator drops ports
     ],
 )
-def test_default_port_variants_are_accepted(app, signed_url, reached):
-    assert deliver(app, signed_url=signed_url, reached=reached).status_code == 200
+def test_default_port_variants_are_accepted(own_url_app, signed_url, reached):
+    assert deliver(own_url_app(), signed_url=signed_url, reached=reached).status_code == 200
 
 
 FORWARDED = {
@@ -94,8 +104,8 @@ FORWARDED = {
 INTERNAL = "http://127.0.0.1:8000/sms"
 
 
-def test_behind_one_proxy_hop_trusted_proxies_rebuilds_the_public_url(make_app):
-    app = make_app(TRUSTED_PROXIES="1")
+def test_behind_one_proxy_hop_trusted_proxies_rebuilds_the_public_url(own_url_app):
+    app = own_url_app(TRUSTED_PROXIES="1")
     assert deliver(app, reached=INTERNAL, headers=FORWARDED).status_code == 200
 
 
@@ -105,15 +115,15 @@ def test_behind_a_proxy_public_url_alone_is_enough(make_app):
     assert deliver(app, reached=INTERNAL, method="GET").status_code == 200
 
 
-def test_forwarded_headers_are_not_trusted_by_default_and_the_log_says_what_to_set(app, webhook_log):
-    answer = deliver(app, reached=INTERNAL, headers=FORWARDED)
+def test_forwarded_headers_are_not_trusted_by_default_and_the_log_says_what_to_set(own_url_app, webhook_log):
+    answer = deliver(own_url_app(), reached=INTERNAL, headers=FORWARDED)
     assert answer.status_code == 403
     why = webhook_log()[-1]["why"]
     assert "https://sms.example.com/sms" in why and "TRUSTED_PROXIES" in why and "refused" in why
 
 
-def test_forwarded_headers_from_beyond_the_trusted_hops_are_ignored(make_app):
-    app = make_app(TRUSTED_PROXIES="1")
+def test_forwarded_headers_from_beyond_the_trusted_hops_are_ignored(own_url_app):
+    app = own_url_app(TRUSTED_PROXIES="1")
     spoofed = {"X-Forwarded-Proto": "http, https", "X-Forwarded-Host": "sms.example.com, 127.0.0.1:8000"}
     # One trusted hop means only the last value counts; Twilio signed the URL the client claimed.
     assert deliver(app, reached=INTERNAL, headers=spoofed).status_code == 403
@@ -128,9 +138,9 @@ def test_forwarded_headers_from_beyond_the_trusted_hops_are_ignored(make_app):
     ],
 )  # fmt: skip
 def test_a_refusal_names_the_variant_that_would_have_matched(
-    app, webhook_log, signed_url, reached, headers, hint
+    own_url_app, webhook_log, signed_url, reached, headers, hint
 ):
-    assert deliver(app, signed_url=signed_url, reached=reached, headers=headers).status_code == 403
+    assert deliver(own_url_app(), signed_url=signed_url, reached=reached, headers=headers).status_code == 403
     why = webhook_log()[-1]["why"]
     assert f"matches {signed_url}" in why and hint in why
 
@@ -161,8 +171,8 @@ def test_development_without_a_token_does_not_check(make_app):
         {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "sms.example.com:notaport"},
     ],
 )
-def test_unparseable_forwarded_headers_are_a_403_not_a_crash(make_app, proxies, headers):
-    app = make_app(TRUSTED_PROXIES=proxies)
+def test_unparseable_forwarded_headers_are_a_403_not_a_crash(own_url_app, proxies, headers):
+    app = own_url_app(TRUSTED_PROXIES=proxies)
     answer = deliver(app, reached=INTERNAL, headers=headers, signature="x")
     assert answer.status_code == 403
 
@@ -174,8 +184,42 @@ def test_unparseable_forwarded_headers_are_a_403_not_a_crash(make_app, proxies, 
         ("https://sms.example.com:8443/sms", {**FORWARDED, "X-Forwarded-Port": "8443"}),
     ],
 )
-def test_a_client_cannot_move_the_checked_url_with_port_or_prefix_headers(make_app, signed_url, headers):
+def test_a_client_cannot_move_the_checked_url_with_port_or_prefix_headers(own_url_app, signed_url, headers):
     """A request Twilio signed for another URL of the same account is not replayable here."""
-    app = make_app(TRUSTED_PROXIES="1")
+    app = own_url_app(TRUSTED_PROXIES="1")
     assert deliver(app, signed_url=signed_url, reached=INTERNAL, headers=headers).status_code == 403
     assert deliver(app, reached=INTERNAL, headers=headers).status_code == 200
+
+
+def test_production_checks_only_public_url_whatever_host_the_request_names(app):
+    """A request Twilio signed for another webhook of the same account is refused, Host header or not."""
+    other = "https://other-app.example.net/sms"
+    answer = deliver(app, signed_url=other, reached=other)
+    assert answer.status_code == 403
+
+
+@pytest.mark.parametrize("public_url", ["https://sms.example.com/twilio", "https://sms.example.com/twilio/"])
+def test_a_public_url_with_a_path_is_the_base_of_the_signed_url(make_app, public_url):
+    app = make_app(PUBLIC_URL=public_url)
+    assert deliver(app, signed_url="https://sms.example.com/twilio/sms").status_code == 200
+    assert deliver(app).status_code == 403
+
+
+def test_each_of_several_public_urls_is_accepted(make_app):
+    app = make_app(PUBLIC_URL="https://sms.example.com,https://texts.example.org")
+    assert deliver(app).status_code == 200
+    assert deliver(app, signed_url="https://texts.example.org/sms").status_code == 200
+    assert deliver(app, signed_url="https://elsewhere.example.org/sms").status_code == 403
+
+
+def test_an_app_mounted_under_a_prefix_checks_the_mounted_path(make_app):
+    app = make_app(PUBLIC_URL="https://sms.example.com")
+    signature = sign(TOKEN, "https://sms.example.com/hooks/sms", PARAMS)
+    answer = app.test_client().post(
+        "/hooks/sms",
+        base_url="https://sms.example.com",
+        data=PARAMS,
+        headers={"X-Twilio-Signature": signature},
+        environ_overrides={"SCRIPT_NAME": "/hooks", "PATH_INFO": "/sms"},
+    )
+    assert answer.status_code == 200
