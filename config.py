@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import secrets
@@ -122,7 +123,7 @@ def looks_guessable(key: str) -> bool:
     trigrams = [folded[i : i + 3] for i in range(len(folded) - 2)]
     if len(set(trigrams)) < 0.75 * len(trigrams):  # a short unit repeated: "abcdefgh" * 4
         return True
-    steps = sum(abs(ord(b) - ord(a)) == 1 for a, b in zip(folded, folded[1:], strict=False))
+    steps = sum(abs(ord(b) - ord(a)) == 1 for a, b in itertools.pairwise(folded))
     if steps > len(folded) // 2:  # runs like "abcdef..." or "123456..."
         return True
     hidden = folded
@@ -248,7 +249,9 @@ def load_settings(env: Mapping[str, str], dev_secret_file: Path) -> Settings:
     for url in public_urls:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-            problems.append(f"PUBLIC_URL={url!r}: give the base URL Twilio calls, e.g. https://sms.example.com")
+            problems.append(
+                f"PUBLIC_URL={url!r}: give the base URL Twilio calls, e.g. https://sms.example.com"
+            )
     if production and not public_urls:
         problems.append(
             "PUBLIC_URL is not set; production checks signatures against the URL Twilio calls only: set it to "

@@ -103,7 +103,8 @@ class SignatureGuard:
             return
         signature = request.headers.get("X-Twilio-Signature", "")
         if signature and any(
-            self.signs(self.url_for(request, base), request.signed_fields, signature) for base in self.public_urls
+            self.signs(self.url_for(request, base), request.signed_fields, signature)
+            for base in self.public_urls
         ):
             return
         raise SignatureRefused(self.diagnose(request, signature))

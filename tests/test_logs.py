@@ -17,7 +17,14 @@ def record(message="webhook", **fields):
 
 @pytest.mark.parametrize(
     "sid",
-    ["SM1\nINFO webhook sid=SM2 outcome=reply", "SM1\r\nforged", "x outcome=reply", "a\u2028b", 'q"uote', "\x1b[31m"],
+    [
+        "SM1\nINFO webhook sid=SM2 outcome=reply",
+        "SM1\r\nforged",
+        "x outcome=reply",
+        "a\u2028b",
+        'q"uote',
+        "\x1b[31m",
+    ],
 )
 @pytest.mark.parametrize("formatter", [TextFormatter(), JsonFormatter()], ids=["text", "json"])
 def test_no_field_can_forge_a_line_or_a_field(formatter, sid):
