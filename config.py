@@ -118,7 +118,7 @@ def read_environment(overrides: Mapping[str, str] | None = None, dotenv: str = "
 def looks_guessable(key: str) -> bool:
     """Tell whether a key is made of repeats, runs or sample words rather than randomness."""
     folded = key.lower()
-    if folded in WELL_KNOWN_SECRETS or len(set(key)) < 10:
+    if folded in WELL_KNOWN_SECRETS or len(set(key)) < 6:
         return True
     trigrams = [folded[i : i + 3] for i in range(len(folded) - 2)]
     if len(set(trigrams)) < 0.75 * len(trigrams):  # a short unit repeated: "abcdefgh" * 4

@@ -1,1 +1,1 @@
-"""`make bench`: the service side by side with the tutorial baseline and a bare-WSGI floor (see run.py)."""
+"""`make bench`: the service side by side with the tutorial baseline and a Flask floor (see run.py)."""

@@ -1,19 +1,28 @@
-"""The floor: the cheapest webhook there is, a bare WSGI app answering every request with fixed TwiML.
+"""The Flask floor: the cheapest Flask webhook there is, one route answering every message with fixed TwiML.
 
-Served by the shipped server (granian, the checked-in configuration) it shows what the server alone costs.
+It reads the body and sets a cookie as the service does, but keeps no state, checks nothing and logs
+nothing. Served by the shipped server (granian, serve.py's PRODUCTION_SERVER, the same workers) it shows
+what Flask on that server costs before the service does any work of its own.
 """
+
+from flask import Flask, Response, request
 
 REPLY = (
     b'<?xml version="1.0" encoding="UTF-8"?>'
     b"<Response><Message>Thanks, we got your message.</Message></Response>"
 )
-HEADERS = [("Content-Type", "text/xml; charset=utf-8"), ("Content-Length", str(len(REPLY)))]
+COOKIE = "conversation=fixed; Max-Age=14400; HttpOnly; SameSite=Lax; Path=/"
+
+app = Flask(__name__)
 
 
-def app(environ, start_response):
-    """Read the request body (a webhook must), then answer the fixed reply."""
-    length = environ.get("CONTENT_LENGTH") or "0"
-    if length.isdigit() and int(length):
-        environ["wsgi.input"].read(int(length))
-    start_response("200 OK", HEADERS)
-    return [REPLY]
+@app.route("/sms", methods=["GET", "POST"])
+def sms():
+    """Read the request body (a webhook must), then answer the fixed reply with a fixed cookie."""
+    request.get_data()
+    return Response(REPLY, content_type="text/xml; charset=utf-8", headers={"Set-Cookie": COOKIE})
+
+
+@app.get("/healthz")
+def healthz():
+    return "ok"

@@ -1,12 +1,14 @@
 """How flat: CPU per message and cookie size deep into one conversation, and server memory over many pairs.
 
 CPU and cookie run in a child process (`python -m bench.growth`, settings as JSON on stdin, results as
-JSON on stdout) against responder.create_app() through Flask's test client. The cookie is the one the
-service set on the previous reply, every webhook is signed and verified, and message 100,000 is really
-the 100,000th message of its conversation. The four windows (message 1 and message 2 of fresh
-conversations, around message 1,000 and around message 100,000; 1,000 messages each) are measured in
-interleaved chunks of 100 so drift cancels out, and the least disturbed chunk of each window gives its CPU
-per message. Message 2 is the first to bring a cookie to verify, so CPU growth is measured from it.
+JSON on stdout) against responder.create_app() through Flask's test client, played by devtools'
+Simulator: it signs every webhook (verified by the service) and keeps each pair's cookie jar, so every
+message brings exactly the cookie the service set on the previous reply, and message 100,000 is really
+the 100,000th message of its conversation. Only the app's handling of each webhook (the transport) is
+timed, not the signing or the jar. The four windows (message 1 and message 2 of fresh conversations,
+around message 1,000 and around message 100,000; 1,000 messages each) are measured in interleaved
+chunks of 100 so drift cancels out, and the least disturbed chunk of each window gives its CPU per
+message. Message 2 is the first to bring a cookie to verify, so CPU growth is measured from it.
 """
 
 from __future__ import annotations
@@ -20,58 +22,52 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
 
 from bench.load import ACCOUNT_SID, SIGNED_URL, Dataset, run_wrk
-from bench.procs import HarnessError, Server, free_port
-from bench.variants import BIN, ROOT, Settings
+from bench.procs import HarnessError, worker_memory_kib
+from bench.variants import BIN, ROOT, BenchSettings
+from devtools.servers import free_port, running
+from devtools.simulator import FlaskTransport, Simulator
 
-FORM = "application/x-www-form-urlencoded"
 COUNT = re.compile(rb"#(\d+)")
 
 
 @dataclass
 class Thread:
-    """One conversation as Twilio keeps it: the pair, its cookie, and how many messages it has sent."""
+    """One conversation: the pair, and how many messages it has sent."""
 
     sender: str
     to: str
-    cookie: str = ""
     sent: int = 0
 
 
-class Phone:
-    """Sign and send webhooks to the app through its test client, keeping the cookie by hand."""
+class TimedTransport(FlaskTransport):
+    """Deliver to the app in-process, keeping the CPU seconds the last delivery took in `cpu`."""
+
+    cpu = 0.0
+
+    def request(self, method: str, url: str, headers: dict, body: bytes):
+        """Deliver one request and time it."""
+        started = time.process_time()
+        answer = super().request(method, url, headers, body)
+        self.cpu = time.process_time() - started
+        return answer
+
+
+class Twilio:
+    """Play Twilio toward the app in-process: devtools' Simulator signs and keeps the cookie jars."""
 
     def __init__(self, app, token: str):
-        from simulator import Simulator
-        from twilio.request_validator import RequestValidator
-
-        self.client = app.test_client(use_cookies=False)
-        self.url = SIGNED_URL
-        self.sim = Simulator(transport=None, url=SIGNED_URL, token=token, account_sid=ACCOUNT_SID)
-        self.validator = RequestValidator(token)
+        self.transport = TimedTransport(app)
+        self.sim = Simulator(self.transport, SIGNED_URL, token=token, account_sid=ACCOUNT_SID)
         self.sids = 0
 
-    def prepare(self, thread: Thread) -> tuple[bytes, str]:
-        """Build and sign the thread's next message (a new MessageSid each time)."""
+    def send(self, thread: Thread) -> tuple[int, bytes, float]:
+        """Send the thread's next message; return the status, the body and the app's CPU seconds."""
         self.sids += 1
-        params = self.sim.params(f"hello {self.sids}", thread.sender, thread.to, sid=f"SM{self.sids:032x}")
-        return urlencode(params).encode(), self.validator.compute_signature(self.url, params)
-
-    def send(self, thread: Thread, prepared: tuple[bytes, str]) -> tuple[int, bytes]:
-        body, signature = prepared
-        headers = {"X-Twilio-Signature": signature}
-        if thread.cookie:
-            headers["Cookie"] = thread.cookie
-        response = self.client.post(
-            "/sms", base_url="http://127.0.0.1", data=body, content_type=FORM, headers=headers
-        )
+        reply = self.sim.send(f"hello {self.sids}", thread.sender, thread.to, sid=f"SM{self.sids:032x}")
         thread.sent += 1
-        set_cookie = response.headers.get("Set-Cookie")
-        if set_cookie:
-            thread.cookie = set_cookie.split(";", 1)[0]
-        return response.status_code, response.get_data()
+        return reply.status, reply.body, self.transport.cpu
 
 
 def stated_count(body: bytes) -> int:
@@ -88,14 +84,14 @@ def measure(overrides: dict, token: str, depth: int, window: int, chunks: int) -
     for handler in logging.getLogger("responder").handlers:  # keep the JSON log lines, but not on screen
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(devnull)
-    phone = Phone(app, token)
+    twilio = Twilio(app, token)
 
     deep = {1000: Thread("+15005551000", "+14155550100"), depth: Thread("+15005551001", "+14155550100")}
     positions = [1, 2, *deep]
     climb_started = time.perf_counter()
     for target, thread in deep.items():
         while thread.sent < target - window // 2:
-            status, body = phone.send(thread, phone.prepare(thread))
+            status, body, _ = twilio.send(thread)
             if status != 200:
                 raise SystemExit(f"message {thread.sent} got {status}: {body[:200]!r}")
     climb_seconds = time.perf_counter() - climb_started
@@ -114,14 +110,10 @@ def measure(overrides: dict, token: str, depth: int, window: int, chunks: int) -
                 fresh += size
                 for thread in threads:
                     while thread.sent < position - 1:
-                        phone.send(thread, phone.prepare(thread))
-            prepared = [phone.prepare(t) for t in threads]
-            answers = []
-            started = time.process_time()
-            for thread, request in zip(threads, prepared, strict=True):
-                answers.append((*phone.send(thread, request), len(thread.cookie)))
-            cpu[position].append((time.process_time() - started) / size)
-            for k, (status, body, cookie_size) in enumerate(answers):
+                        twilio.send(thread)
+            answers = [(*twilio.send(t), twilio.sim.cookie_size(t.sender, t.to)) for t in threads]
+            cpu[position].append(sum(seconds for _, _, seconds, _ in answers) / size)
+            for k, (status, body, _, cookie_size) in enumerate(answers):
                 expected = threads[0].sent - size + k + 1 if position in deep else position
                 if status != 200 or stated_count(body) != expected:
                     raise SystemExit(f"expected message #{expected}, got {status} {body[:200]!r}")
@@ -141,7 +133,7 @@ def measure(overrides: dict, token: str, depth: int, window: int, chunks: int) -
 # ---- the harness side ----------------------------------------------------------------------
 
 
-def cpu_and_cookie(settings: Settings, depth: int, window: int = 1000, chunks: int = 10) -> dict:
+def cpu_and_cookie(settings: BenchSettings, depth: int, window: int = 1000, chunks: int = 10) -> dict:
     """Run measure() in a fresh child process with the production settings."""
     spec = {
         "overrides": settings.service_overrides(),
@@ -163,18 +155,11 @@ def cpu_and_cookie(settings: Settings, depth: int, window: int = 1000, chunks: i
     return json.loads(child.stdout)
 
 
-def server_rss(settings: Settings, out: Path, few: Dataset, many: Dataset) -> dict:
+def server_rss(settings: BenchSettings, out: Path, few: Dataset, many: Dataset) -> dict:
     """Worker RSS of the shipped server (one worker) after `few.pairs` and after all distinct pairs."""
     port = free_port()
-    server = Server(
-        [str(BIN / "python"), "serve.py", "serve"],
-        settings.service_env(port, workers=1),
-        port,
-        out / "server-rss.log",
-        ROOT,
-    )
-    server.start()
-    try:
+    command, env = [str(BIN / "python"), "serve.py", "serve"], settings.service_env(port, workers=1)
+    with running(command, env, ROOT, out / "server-rss.log", port) as server:
         rss = {}
         for dataset in (few, many):
             result = run_wrk(port, dataset, seconds=600, mode="once", counts=True)
@@ -183,10 +168,8 @@ def server_rss(settings: Settings, out: Path, few: Dataset, many: Dataset) -> di
                 problems.append(f"{result.data['answered']} of {dataset.requests} webhooks answered")
             if problems:
                 raise HarnessError(f"memory growth run: {'; '.join(problems)}\n{server.log_tail()}")
-            rss[dataset.pairs] = server.worker_memory_kib("VmRSS")
-        peak = server.worker_memory_kib("VmHWM")
-    finally:
-        server.stop()
+            rss[dataset.pairs] = worker_memory_kib(server.pids(), "VmRSS")
+        peak = worker_memory_kib(server.pids(), "VmHWM")
     return {"rss_kib": {"few": rss[few.pairs], "many": rss[many.pairs]}, "peak_kib": peak}
 
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
-from bench.procs import HarnessError, popen, stop
+from bench.procs import HarnessError
 from bench.variants import PUBLIC_URL, ROOT, sender
+from devtools.servers import popen, stop
 from devtools.simulator import Simulator, sign
 
 SIGNED_URL = PUBLIC_URL + "/sms"

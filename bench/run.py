@@ -1,4 +1,4 @@
-"""make bench: how fast, how lean, how flat; the service side by side with a baseline and a floor.
+"""make bench: how fast, how lean, how flat; the service side by side with a baseline and a Flask floor.
 
     .venv/bin/python bench/run.py [--rounds 5] [--duration 8] [--quick]
 
@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 
 from bench import growth, report
 from bench.load import Dataset, WrkResult, preflight, run_wrk, write_dataset, wrk_binary
-from bench.procs import HarnessError, Server, free_port, machine_busy_seconds, own_cpu_seconds, stop_all
-from bench.variants import ROOT, VARIANTS, Settings, Variant
+from bench.procs import HarnessError, cpu_seconds, machine_busy_seconds, own_cpu_seconds, worker_memory_kib
+from bench.variants import ROOT, VARIANTS, BenchSettings, Variant
+from devtools.servers import Server, ServerError, free_port, stop_all
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"  # generated data and server logs (git-ignored)
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(
-    variant: Variant, settings: Settings, dataset: Dataset, args: argparse.Namespace, rate: float = 0
+    variant: Variant, settings: BenchSettings, dataset: Dataset, args: argparse.Namespace, rate: float = 0
 ) -> report.Run:
     """Start the variant's server, check it, warm it up, measure one load run (paced at `rate`), stop it."""
     port = free_port()
@@ -67,7 +68,7 @@ def measure(
         variant.command(port, settings.workers),
         variant.env(settings, port),
         port,
-        OUT / f"{variant.name}.log",
+        OUT / f"{variant.name.replace(' ', '-')}.log",
         ROOT,
     )
     cold = server.start()
@@ -75,13 +76,13 @@ def measure(
         preflight(port, settings.auth_token, checks_signatures=variant.service)
         warmup = run_wrk(port, dataset, args.warmup, counts=variant.counts, rate=rate)
         check(variant, server, warmup, "warm-up", roundtrips=False)  # too short to come round to a pair
-        before = server.cpu_seconds()
+        before = cpu_seconds(server.pids())
         result = run_wrk(port, dataset, args.duration, counts=variant.counts, rate=rate)
-        cpu = server.cpu_seconds() - before
+        cpu = cpu_seconds(server.pids()) - before
         check(variant, server, result, "measured run")
         if cpu > (os.cpu_count() or 1) * result.seconds * 1.05:  # a process group or clock gone wrong
             raise HarnessError(f"{variant.name}: {cpu:.1f} CPU seconds in {result.seconds:.1f} s of load")
-        peak_kib = server.worker_memory_kib("VmHWM")
+        peak_kib = worker_memory_kib(server.pids(), "VmHWM")
     finally:
         server.stop()
     return report.Run(
@@ -96,7 +97,7 @@ def measure(
 
 
 def measure_rounds(
-    settings: Settings, dataset: Dataset, args: argparse.Namespace, rounds: int, rate: float = 0
+    settings: BenchSettings, dataset: Dataset, args: argparse.Namespace, rounds: int, rate: float = 0
 ) -> dict[str, list[report.Run]]:
     """Measure every variant once per round, in rotating order; paced at `rate` when given."""
     runs: dict[str, list[report.Run]] = {v.name: [] for v in VARIANTS}
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     busy_before, own_before = machine_busy_seconds(), own_cpu_seconds()
     try:
         wrk = wrk_binary()
-        settings = Settings.create(OUT, args.workers)
+        settings = BenchSettings.create(OUT, args.workers)
         token = settings.auth_token
         print(
             f"bench: signing {args.pairs * args.messages + 1000 + args.growth_pairs - 10:,} webhooks ...",
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         held = sum(t.passed for t in targets)
         print(f"\nbench: {held}/{len(targets)} targets held; {seconds:.0f} s; {written}")
         return 0
-    except HarnessError as exc:
+    except (HarnessError, ServerError) as exc:
         print(f"\nbench: the harness broke, figures not trustworthy:\n{exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

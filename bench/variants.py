@@ -20,7 +20,7 @@ PUBLIC_URL = "http://127.0.0.1"
 
 
 @dataclass(frozen=True)
-class Settings:
+class BenchSettings:
     """What every run shares: signing key, Twilio auth token, caller directory, workers."""
 
     secret_key: str
@@ -29,7 +29,7 @@ class Settings:
     workers: int
 
     @classmethod
-    def create(cls, out: Path, workers: int) -> Settings:
+    def create(cls, out: Path, workers: int) -> BenchSettings:
         callers_file = out / "callers.csv"
         write_directory(callers_file, DIRECTORY_SIZE)
         return cls(secrets.token_urlsafe(48), secrets.token_hex(16), callers_file, workers)
@@ -93,11 +93,11 @@ class Variant:
             return [gunicorn, "-w", str(workers), "-b", bind, "bench.baseline_app:app"]
         if self.name == "service-on-gunicorn":
             return [gunicorn, "-w", str(workers), "-b", bind, "responder:create_app()"]
-        if self.name == "floor":
+        if self.name == "Flask floor":
             return [python, "-m", "bench.granian_serve", "bench.floor_app:app", "127.0.0.1", str(port)]
         raise ValueError(self.name)
 
-    def env(self, settings: Settings, port: int) -> dict[str, str]:
+    def env(self, settings: BenchSettings, port: int) -> dict[str, str]:
         if self.service:
             return settings.service_env(port)
         env = base_env(settings.workers)
@@ -109,5 +109,7 @@ VARIANTS = (
     Variant("shipped", "the service", "granian: python serve.py serve", counts=True, service=True),
     Variant("baseline", "bench/baseline_app.py", "gunicorn -w N (sync)", counts=True, service=False),
     Variant("service-on-gunicorn", "the service", "gunicorn -w N (sync)", counts=True, service=True),
-    Variant("floor", "bench/floor_app.py", "granian with serve.py's config", counts=False, service=False),
+    Variant(
+        "Flask floor", "bench/floor_app.py", "granian with serve.py's config", counts=False, service=False
+    ),
 )

@@ -70,9 +70,8 @@ class Phone:
         self.clock.shift(parse_duration(duration))
 
 
-def build_phone(url: str | None, token: str | None, sender: str, to: str, load_app=None) -> Phone:
+def build_phone(url: str | None, token: str | None, sender: str, to: str, clock, load_app=None) -> Phone:
     """Connect a phone to a running server at `url`, or to the app `load_app()` builds in-process."""
-    clock = time_machine.travel(time.time(), tick=True).start()
     if url:
         twilio = Simulator(HttpTransport(), url, token=token or "")
         return Phone(twilio, clock, sender, to, target=url)
@@ -177,7 +176,11 @@ def chat_command(ctx, sender, to, url, token, media, script):
     info = ctx.ensure_object(ScriptInfo)
     if not info.app_import_path and info.create_app is None:
         info.app_import_path = "responder"
-    phone = build_phone(url, token, sender, to, load_app=info.load_app)
-    phone.media = list(media)
-    code = run_script(phone, script) if script else run_interactive(phone)
+    travel = time_machine.travel(time.time(), tick=True)  # /wait moves this process's clock
+    try:
+        phone = build_phone(url, token, sender, to, travel.start(), load_app=info.load_app)
+        phone.media = list(media)
+        code = run_script(phone, script) if script else run_interactive(phone)
+    finally:
+        travel.stop()  # back to the real clock (this may run inside a test process)
     sys.exit(code)

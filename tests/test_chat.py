@@ -8,9 +8,10 @@ import pexpect
 import pytest
 from click.testing import CliRunner
 from conftest import SECRET, TOKEN
-from live_server import REPO, free_port, running_server
+from live_server import REPO, running_server
 
 from devtools.chat import chat_command, cookie_count
+from devtools.servers import free_port
 
 EXAMPLES = sorted((REPO / "examples").glob("*.chat"))
 

@@ -11,13 +11,14 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
+from devtools.servers import Server, free_port
+from devtools.servers import http_status as http_status  # re-exported for test_cluster.py
 from devtools.simulator import HttpTransport, Reply, Simulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +41,6 @@ COUNT_REPLY = re.compile(r"Hi Friend, this is message #(\d+) in our conversation
 BLANK_SETTINGS = (
     "SECRET_KEY_FALLBACKS",
     "TWILIO_AUTH_TOKEN_SECONDARY",
-    "PUBLIC_URL",
     "CONVERSATION_IDLE_SECONDS",
     "CALLERS_FILE",
     "DEFAULT_REGION",
@@ -48,13 +48,6 @@ BLANK_SETTINGS = (
     "COUNT_REPLY_TEMPLATE",
     "HELP_TEXT",
 )
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def nginx_binary() -> str | None:
@@ -84,25 +77,6 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.05) -> 
         time.sleep(interval)
 
 
-def http_status(port: int, path: str, host: str = "127.0.0.1", timeout: float = 2.0) -> int:
-    """GET 127.0.0.1:port/path and return the status (raises OSError when nothing answers)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request("GET", path, headers={"Host": host})
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    finally:
-        connection.close()
-
-
-def answers(port: int, path: str, host: str = "127.0.0.1") -> bool:
-    try:
-        return http_status(port, path, host) == 200
-    except OSError:
-        return False
-
-
 def listening(port: int) -> bool:
     """Whether 127.0.0.1:port accepts TCP connections."""
     try:
@@ -120,56 +94,13 @@ def tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-class Process:
-    """A child in its own process group, output to a file; stopping it reaps the whole group."""
-
-    def __init__(self, argv: list[str], env: dict, cwd: Path, output: Path):
-        with output.open("ab") as out:
-            self.popen = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                start_new_session=True,
-            )
-
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def send(self, signum: int) -> None:
-        if self.running():
-            self.popen.send_signal(signum)
-
-    def kill_group(self) -> None:
-        """SIGKILL the process and every child it left behind (granian's workers outlive their parent)."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        self.popen.wait()
-
-    def wait_exit(self, grace: float) -> int | None:
-        """Wait up to `grace` seconds for an exit, then kill what is left; return the exit code or None."""
-        try:
-            code = self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            code = None
-        self.kill_group()
-        return code
-
-    def stop(self, signum: int = signal.SIGTERM, grace: float = 25.0) -> int | None:
-        """Send `signum`, then wait_exit(grace)."""
-        self.send(signum)
-        return self.wait_exit(grace)
-
-
 class Instance:
     """One production server, `python serve.py serve` (granian, one worker), on 127.0.0.1:port."""
 
     def __init__(self, name: str, workdir: Path):
         self.name, self.workdir = name, workdir
         self.port = free_port()
-        self.process: Process | None = None
+        self.server: Server | None = None
         self.runs = 0
 
     @property
@@ -184,6 +115,7 @@ class Instance:
             SECRET_KEY=secret_key,
             SECRET_KEY_FALLBACKS=fallbacks,
             TWILIO_AUTH_TOKEN=TOKEN,
+            PUBLIC_URL=f"https://{PUBLIC_HOST}",
             TRUSTED_PROXIES="1",
             HOST="127.0.0.1",
             PORT=str(self.port),
@@ -192,19 +124,16 @@ class Instance:
         return env
 
     def start(self, secret_key: str = OLD_KEY, fallbacks: str = "") -> None:
-        """Start (again) on the same port; each run logs to its own file."""
-        assert self.process is None or not self.process.running(), f"{self.name} is already running"
+        """Start (again) on the same port and return at once; each run logs to its own file."""
+        assert self.server is None or not self.server.running(), f"{self.name} is already running"
         self.runs += 1
         argv = [sys.executable, str(REPO / "serve.py"), "serve"]
-        self.process = Process(argv, self.environment(secret_key, fallbacks), REPO, self.log_of_run())
+        env = self.environment(secret_key, fallbacks)
+        self.server = Server(argv, env, self.port, self.log_of_run(), REPO)
+        self.server.spawn()
 
     def wait_healthy(self, timeout: float) -> None:
-        def healthy() -> bool:
-            if self.process is None or not self.process.running():
-                raise AssertionError(f"{self.name} exited during start-up:\n{tail(self.log_of_run())}")
-            return answers(self.port, "/healthz")
-
-        wait_until(healthy, timeout, f"{self.name} to answer /healthz", interval=0.1)
+        self.server.wait_healthy(timeout)
 
     def webhooks(self) -> list[dict]:
         """The JSON webhook lines of every run of this instance, in order."""
@@ -227,16 +156,16 @@ class Instance:
 
     def begin_stop(self) -> None:
         """Send SIGTERM and return at once."""
-        if self.process:
-            self.process.send(signal.SIGTERM)
+        if self.server:
+            self.server.send_signal(signal.SIGTERM)
 
     def wait_stopped(self, grace: float = 25.0) -> int | None:
-        return self.process.wait_exit(grace) if self.process else None
+        return self.server.wait_stopped(grace) if self.server else None
 
     def kill(self) -> None:
         """SIGKILL the whole instance at once, as when its machine or container dies."""
-        if self.process:
-            self.process.kill_group()
+        if self.server:
+            self.server.kill()
 
 
 class Nginx:
@@ -245,7 +174,7 @@ class Nginx:
     def __init__(self, binary: str, prefix: Path, upstreams: list[str]):
         self.binary, self.prefix, self.upstreams = binary, prefix, upstreams
         self.port = free_port()
-        self.process: Process | None = None
+        self.server: Server | None = None
         self.access_log = prefix / "access.log"
         self.error_log = prefix / "error.log"
 
@@ -272,15 +201,12 @@ class Nginx:
         conf = self.prefix / "nginx.conf"
         conf.write_text(self.render(), encoding="utf-8")
         argv = [self.binary, "-p", str(self.prefix), "-c", str(conf), "-e", str(self.error_log)]
-        self.process = Process(argv, dict(os.environ), self.prefix, self.prefix / "output.log")
+        output = self.prefix / "output.log"
+        self.server = Server(argv, dict(os.environ), self.port, output, self.prefix, host=PUBLIC_HOST)
+        self.server.spawn()
 
     def wait_ready(self, timeout: float) -> None:
-        def ready() -> bool:
-            if self.process is None or not self.process.running():
-                raise AssertionError(f"nginx exited during start-up:\n{tail(self.error_log)}")
-            return answers(self.port, "/healthz", host=PUBLIC_HOST)
-
-        wait_until(ready, timeout, "nginx to answer /healthz", interval=0.1)
+        self.server.wait_healthy(timeout)
 
     def upstream_tries(self) -> list[list[str]]:
         """For each logged request, the instances nginx tried, in order (several: it was retried)."""
@@ -292,8 +218,8 @@ class Nginx:
         return tries
 
     def stop(self) -> None:
-        if self.process:
-            self.process.stop(signal.SIGTERM, grace=10.0)
+        if self.server:
+            self.server.stop(grace=10.0)
 
 
 class HalfSentWebhook:

@@ -7,7 +7,8 @@ import time
 import pytest
 from itsdangerous import BadSignature
 
-from responder import COOKIE_NAME, create_app
+from responder import create_app
+from session_cookie import COOKIE_NAME
 
 from .cluster import (
     NEW_KEY,
@@ -38,6 +39,7 @@ def cookies_signed_only_with(key: str, traffic, tmp_path) -> bool:
             "RESPONDER_ENV": "production",
             "SECRET_KEY": key,
             "TWILIO_AUTH_TOKEN": TOKEN,
+            "PUBLIC_URL": "https://sms.example.com",
             "INSTANCE_PATH": str(tmp_path),
         }
     )
@@ -75,7 +77,12 @@ def test_conversations_spread_over_instances_keep_exact_counts(cluster):
     served = [len(instance.webhooks()) for instance in cluster.instances]
     assert sum(served) == 2000, served  # nothing lost, nothing handled twice
     assert min(served) >= 500, f"round robin should share the traffic, got {served}"
-    assert not [w for i in cluster.instances for w in i.webhooks() if w.get("fresh", "new") != "new" or w["outcome"] != "reply"]
+    assert not [
+        w
+        for i in cluster.instances
+        for w in i.webhooks()
+        if w.get("fresh", "new") != "new" or w["outcome"] != "reply"
+    ]
 
 
 def test_killed_instance_loses_and_doubles_no_message(cluster):
