@@ -13,7 +13,15 @@ import json
 
 from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
-from itsdangerous import BadData, BadSignature, SignatureExpired, TimestampSigner
+from itsdangerous import (
+    BadData,
+    BadSignature,
+    Serializer,
+    SignatureExpired,
+    TimestampSigner,
+    URLSafeTimedSerializer,
+)
+from itsdangerous.encoding import base64_encode
 
 COOKIE_NAME = "conversation"
 FORMAT_VERSION = 2  # 1 kept its own timestamp; the signature's timestamp does that now
@@ -41,6 +49,13 @@ class CachedKeySigner(TimestampSigner):
         if key not in self.derived_keys:
             self.derived_keys[key] = super().derive_key(secret_key)
         return self.derived_keys[key]
+
+
+class PlainPayloadSerializer(URLSafeTimedSerializer):
+    """itsdangerous' URL-safe timed serializer, minus the zlib attempt: a payload this small never shrinks."""
+
+    def dump_payload(self, obj: object) -> bytes:
+        return base64_encode(Serializer.dump_payload(self, obj))
 
 
 def pair_hash(key: bytes, sender: str, recipient: str) -> str:
@@ -99,9 +114,13 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
         """Build the (key-rotation-aware) serializer once per key set instead of per request."""
         keys = self._keys(app)
         if keys not in self._serializers:
-            serializer = super().get_signing_serializer(app)
-            serializer.signer = CachedKeySigner  # same signatures as Flask's, fewer HMACs
-            self._serializers[keys] = serializer
+            self._serializers[keys] = PlainPayloadSerializer(
+                list(reversed(keys)),  # itsdangerous expects the current key last
+                salt=self.salt,
+                serializer=self.serializer,
+                signer=CachedKeySigner,  # same signatures as Flask's, fewer HMACs
+                signer_kwargs={"key_derivation": self.key_derivation, "digest_method": self.digest_method},
+            )
         return self._serializers[keys]
 
     def pair_keys(self, app: Flask) -> list[bytes]:
