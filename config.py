@@ -35,6 +35,7 @@ VARIABLES = (
     "COUNT_REPLY_TEMPLATE",
     "HELP_TEXT",
 )
+INSTANCE_PATH = Path(__file__).resolve().parent / "instance"  # the development key lives here (git-ignored)
 MIN_SECRET_CHARS = 32
 AUTH_TOKEN = re.compile(r"[0-9a-fA-F]{32}")  # what the Twilio Console shows
 TWILIO_COOKIE_CAP_SECONDS = 4 * 3600

@@ -30,7 +30,6 @@ from twiml import twiml_response
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 256  # Twilio sends a few dozen; an MMS with ten attachments stays well under 100
 MAX_SID_CHARS = 64
-ROOT = Path(__file__).resolve().parent
 
 webhook = Blueprint("webhook", __name__)
 _warned: set[str] = set()
@@ -125,7 +124,7 @@ def refuse(error: HTTPException) -> Response:
 def create_app(overrides: Mapping | None = None) -> Flask:
     """Build the responder; `overrides` (variable -> value) win over the environment and `.env`."""
     overrides = dict(overrides or {})
-    instance_path = overrides.pop("INSTANCE_PATH", None) or str(ROOT / "instance")
+    instance_path = overrides.pop("INSTANCE_PATH", None) or str(config.INSTANCE_PATH)
     settings = config.load_settings(
         config.read_environment(overrides), Path(instance_path) / "dev-secret-key"
     )

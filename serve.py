@@ -1,4 +1,4 @@
-"""Start the responder: `run` (development server) or `serve` (production server), settings checked first."""
+"""Start the responder: `run` (development server), `serve` (production server) or `check`, settings first."""
 
 from __future__ import annotations
 
@@ -6,25 +6,31 @@ import argparse
 import os
 import sys
 
-# The production server's checked-in configuration (see README, "Deploy"). granian won the measurement
-# against gunicorn on this service (bench/RESULTS.md).
+# The production server's checked-in configuration (README, "Deploy" and "Security"): gunicorn with gevent
+# workers, so a client that trickles its body or sits idle holds a greenlet and a socket, never a worker.
+# granian (faster on this service) and gunicorn's sync and gthread workers were measured against it:
+# one trickling body stalled a whole granian or sync worker (bench/RESULTS.md, README "Security").
 PRODUCTION_SERVER = {
-    "interface": "wsgi",
-    "log_access": False,  # the app logs one JSON line per webhook instead
-    "workers_kill_timeout": 20,  # graceful shutdown: in-flight requests get this long (Twilio waits 15 s)
-    "respawn_failed_workers": True,
-    "backlog": 2048,
-    "blocking_threads": 1,  # one request at a time per worker: the app is CPU-bound
+    "worker_class": "gevent",
+    "worker_connections": 10_000,  # per worker: open connections, idle or slow ones included
+    "backlog": 4096,  # the kernel's somaxconn caps it anyway
+    "keepalive": 30,  # seconds an idle keep-alive connection stays open (nginx's upstream keepalive: 20 s)
+    "graceful_timeout": 20,  # SIGTERM: in-flight requests get this long (Twilio waits 15 s)
+    "timeout": 30,
+    "accesslog": None,  # the app logs one JSON line per webhook instead
+    "errorlog": "-",
+    "loglevel": "warning",
+    "proc_name": "sms-responder",
 }
+SERVICE = "responder:create_app()"
 
 
-def build_app():
-    """Build the app or exit with the configuration problems, one per line."""
-    from config import ConfigError
-    from responder import create_app
+def load_settings():
+    """Validate the settings or exit with every problem, one per line."""
+    from config import INSTANCE_PATH, ConfigError, load_settings, read_environment
 
     try:
-        return create_app()
+        return load_settings(read_environment(), INSTANCE_PATH / "dev-secret-key")
     except ConfigError as exc:
         print("The responder cannot start; fix these settings (environment or .env):", file=sys.stderr)
         for problem in exc.problems:
@@ -43,18 +49,24 @@ def worker_count() -> int:
     return os.cpu_count() or 1
 
 
-def serve_production(host: str, port: int, url: str) -> None:
-    """Serve with the production server; every worker builds its own app with create_app()."""
-    from granian import Granian
-    from granian.constants import Interfaces
+def serve_production(target: str, host: str, port: int) -> None:
+    """Serve the WSGI app `target` (module:app or module:factory()) with the production server."""
+    from gunicorn.app.base import BaseApplication
+    from gunicorn.util import import_app
 
-    options = dict(PRODUCTION_SERVER, interface=Interfaces.WSGI)
-    workers = worker_count()
-    print(
-        f"responder: production server on http://{host}:{port}, {workers} workers; Twilio posts to {url}",
-        file=sys.stderr,
-    )
-    Granian("responder:create_app", factory=True, address=host, port=port, workers=workers, **options).serve()
+    class ProductionServer(BaseApplication):
+        def load_config(self) -> None:
+            for name, value in {
+                **PRODUCTION_SERVER,
+                "bind": f"{host}:{port}",
+                "workers": worker_count(),
+            }.items():
+                self.cfg.set(name, value)
+
+        def load(self):
+            return import_app(target)  # in each worker, after gevent has patched it
+
+    ProductionServer().run()
 
 
 def webhook_url(settings) -> str:
@@ -63,15 +75,15 @@ def webhook_url(settings) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from config import read_environment  # here, so `from serve import PRODUCTION_SERVER` stays light
-
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["run", "serve", "check"], help="run: development; serve: production")
     mode = parser.parse_args(argv).mode
-    if mode == "run" and not read_environment().get("RESPONDER_ENV", "").strip():
-        os.environ["RESPONDER_ENV"] = "development"  # make run needs no configuration at all
-    app = build_app()
-    settings = app.extensions["responder"].settings
+    if mode == "run":
+        from config import read_environment
+
+        if not read_environment().get("RESPONDER_ENV", "").strip():
+            os.environ["RESPONDER_ENV"] = "development"  # make run needs no configuration at all
+    settings = load_settings()
     if mode == "serve" and not settings.is_production:
         print(
             "make serve needs production settings: unset RESPONDER_ENV or set it to production",
@@ -79,21 +91,27 @@ def main(argv: list[str] | None = None) -> None:
         )
         raise SystemExit(2)
     if mode == "check":
+        checked = "checked" if settings.checks_signatures else "NOT checked"
         print(
-            f"settings OK ({settings.env}); signatures {'checked' if settings.checks_signatures else 'NOT checked'}"
+            f"settings OK ({settings.env}); signatures {checked}; serving on http://{settings.host}:{settings.port}"
         )
         print(
             f"Twilio Console > Phone Numbers > your number > Messaging > A message comes in: {webhook_url(settings)}"
         )
         return
     if settings.is_production:
-        serve_production(settings.host, settings.port, webhook_url(settings))
+        workers = worker_count()
+        print(
+            f"responder: production server on http://{settings.host}:{settings.port}, {workers} workers; "
+            f"Twilio posts to {webhook_url(settings)}",
+            file=sys.stderr,
+        )
+        serve_production(SERVICE, settings.host, settings.port)
         return
-    print(
-        f"responder (development): POST Twilio webhooks to {webhook_url(settings)}",
-        file=sys.stderr,
-    )
-    app.run(host=settings.host, port=settings.port, threaded=True, load_dotenv=False)
+    from responder import create_app
+
+    print(f"responder (development): POST Twilio webhooks to {webhook_url(settings)}", file=sys.stderr)
+    create_app().run(host=settings.host, port=settings.port, threaded=True, load_dotenv=False)
 
 
 if __name__ == "__main__":

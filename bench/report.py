@@ -110,7 +110,7 @@ def build(
         f"  shipped / {FLOOR}: throughput {ratio('shipped', FLOOR, 'rps'):.2f}x, "
         f"p99 {ratio('shipped', FLOOR, 'p99_ms'):.2f}x, CPU/msg {ratio('shipped', FLOOR, 'cpu_ms'):.2f}x",
         f"  same server (gunicorn sync), CPU/msg service-on-gunicorn / baseline: {same_server:.2f}x",
-        f"  same app (the service), throughput granian / gunicorn: {ratio('shipped', 'service-on-gunicorn', 'rps'):.2f}x",
+        f"  same app (the service), throughput shipped server / gunicorn sync: {ratio('shipped', 'service-on-gunicorn', 'rps'):.2f}x",
     ]
 
     lines += [
@@ -221,7 +221,7 @@ def machine() -> dict[str, str]:
 
 def versions(wrk: str) -> dict[str, str]:
     found = {"python": platform.python_version()}
-    for package in ("flask", "werkzeug", "twilio", "granian", "gunicorn"):
+    for package in ("flask", "werkzeug", "twilio", "gunicorn", "gevent"):
         found[package] = version(package)
     out = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False).stdout.split()
     found["wrk"] = out[1] if len(out) > 1 else "unknown"  # "wrk debian/4.1.0-3+b2 [epoll] Copyright ..."
@@ -257,8 +257,8 @@ def write_results(path: Path, text: str, meta: dict, wrk: str, seconds: float) -
         "- **baseline**: `bench/baseline_app.py`, the tutorial's session counter, on `gunicorn -w N` (sync).",
         "- **service-on-gunicorn**: `responder:create_app()` with the same settings on the same gunicorn.",
         "- **Flask floor**: `bench/floor_app.py`, one Flask route answering fixed TwiML and a fixed",
-        "  cookie, on granian with serve.py's `PRODUCTION_SERVER` and the same workers",
-        "  (`bench/granian_serve.py`).",
+        "  cookie, on serve.py's `PRODUCTION_SERVER` (gunicorn, gevent workers) and the same workers",
+        "  (`bench/serve_with.py`).",
         "- Load: wrk with `bench/conversations.lua`, one connection per wrk thread, cycling over distinct",
         "  (From, To) pairs; every webhook is signed as Twilio signs it (precomputed), each pair's cookie is",
         "  sent back, and each reply's stated count must equal the pair's messages so far. Any socket",

@@ -94,7 +94,7 @@ class Variant:
         if self.name == "service-on-gunicorn":
             return [gunicorn, "-w", str(workers), "-b", bind, "responder:create_app()"]
         if self.name == "Flask floor":
-            return [python, "-m", "bench.granian_serve", "bench.floor_app:app", "127.0.0.1", str(port)]
+            return [python, "-m", "bench.serve_with", "bench.floor_app:app", "127.0.0.1", str(port)]
         raise ValueError(self.name)
 
     def env(self, settings: BenchSettings, port: int) -> dict[str, str]:
@@ -106,10 +106,8 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("shipped", "the service", "granian: python serve.py serve", counts=True, service=True),
+    Variant("shipped", "the service", "gunicorn (gevent): python serve.py serve", counts=True, service=True),
     Variant("baseline", "bench/baseline_app.py", "gunicorn -w N (sync)", counts=True, service=False),
     Variant("service-on-gunicorn", "the service", "gunicorn -w N (sync)", counts=True, service=True),
-    Variant(
-        "Flask floor", "bench/floor_app.py", "granian with serve.py's config", counts=False, service=False
-    ),
+    Variant("Flask floor", "bench/floor_app.py", "serve.py's production server", counts=False, service=False),
 )

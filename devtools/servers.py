@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 STARTUP_TIMEOUT = 60.0
-STOP_TIMEOUT = 25.0  # granian's workers_kill_timeout is 20 s
+STOP_TIMEOUT = 25.0  # the production server's graceful_timeout is 20 s
 
 _started: list[subprocess.Popen] = []
 

@@ -95,7 +95,7 @@ def tail(path: Path, lines: int = 40) -> str:
 
 
 class Instance:
-    """One production server, `python serve.py serve` (granian, one worker), on 127.0.0.1:port."""
+    """One production server, `python serve.py serve` (one worker), on 127.0.0.1:port."""
 
     def __init__(self, name: str, workdir: Path):
         self.name, self.workdir = name, workdir

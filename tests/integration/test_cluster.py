@@ -136,9 +136,8 @@ def test_sigterm_lets_in_flight_requests_finish(cluster):
     stopping, survivor = cluster.instances
     traffic = cluster.conversations(pairs=200, messages=10)
     traffic.wait_for(600, deadline.left())
-    # One request certainly in flight: all but its last bytes are sent when SIGTERM comes. granian
-    # hands a request to the app once its headers are in, so this one holds the worker's only thread
-    # and the requests nginx sends meanwhile queue behind it: they are in flight too.
+    # One request certainly in flight: all but its last bytes are sent when SIGTERM comes; the worker
+    # has accepted it and must answer it before it exits.
     in_flight = HalfSentWebhook(stopping.port, traffic.phone, sender="+15005559999")
     time.sleep(0.3)
     signalled_at = time.time()
