@@ -6,6 +6,7 @@ import csv
 import logging
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,8 +106,12 @@ def load_directory(path: str | Path, region: str) -> Directory:
 class WatchedDirectory:
     """The caller directory, reloaded when its file changes; a bad reload keeps the old one."""
 
-    def __init__(self, path: str, region: str, directory: Directory):
+    def __init__(
+        self, path: str, region: str, directory: Directory, on_load: Callable[[int, bool], None] | None = None
+    ):
         self.path, self.region, self.directory = path, region, directory
+        self.on_load = on_load or (lambda entries, failed: None)  # told (entries, failed) after each load
+        self.on_load(len(directory), False)
         self.problem = ""
         self.checked_at = time.time()
         self.mtime = Path(path).stat().st_mtime if path else None
@@ -128,6 +133,8 @@ class WatchedDirectory:
                 return
             self.directory = load_directory(self.path, self.region)
             self.mtime, self.problem = mtime, ""
+            self.on_load(len(self.directory), False)
         except (OSError, DirectoryError) as exc:
             self.problem = str(exc)
             log.warning("caller directory not reloaded, keeping the previous one: %s", exc)
+            self.on_load(len(self.directory), True)

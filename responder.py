@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, abort, current_app, request, session
+from flask import Blueprint, Flask, Response, abort, current_app, g, request, session
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -23,6 +23,7 @@ import config
 from conversation import DEFAULT_NAME, Conversation, Inbound, Texts, sid_fingerprint, step
 from inbound import WebhookRequest
 from logs import configure_logging, log
+from metrics import Metrics
 from session_cookie import COOKIE_NAME, ConversationSessionInterface
 from signatures import SignatureGuard, SignatureRefused
 from twiml import twiml_response
@@ -91,7 +92,8 @@ def sms() -> Response:
     result = step(load_conversation(session), message, responder.texts)
     save_conversation(session, result.conversation)
 
-    fresh = session.fresh
+    fresh = g.fresh = session.fresh
+    g.outcome = result.outcome
     line = {"sid": sid, "pair": session.pair[:12], "outcome": result.outcome}
     line["count"] = result.conversation.count if result.conversation else 0
     if fresh:
@@ -112,6 +114,7 @@ def refuse(error: HTTPException) -> Response:
             line = {"outcome": "error:500", "error": type(cause).__name__}
         else:
             line = {"outcome": f"refused:{error.code}", "why": error.description}
+        g.outcome = line["outcome"]
         log.warning("webhook refused" if error.code < 500 else "webhook failed", extra={"webhook": line})
     body = f"{error.code} {error.name}: {error.description}\n"
     response = Response(body, status=error.code, content_type="text/plain; charset=utf-8")
@@ -133,7 +136,10 @@ def create_app(overrides: Mapping | None = None) -> Flask:
         if warning not in _warned:  # once per process, however many apps it builds
             _warned.add(warning)
             log.warning("%s", warning)
-    directory = callers.WatchedDirectory(settings.callers_file, settings.default_region, settings.directory)
+    metrics = Metrics()
+    directory = callers.WatchedDirectory(
+        settings.callers_file, settings.default_region, settings.directory, on_load=metrics.directory_loaded
+    )
 
     app = Flask(__name__, instance_path=instance_path, static_folder=None)  # no static files to serve
     app.request_class = WebhookRequest
@@ -155,6 +161,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
 
     app.register_blueprint(webhook)
     app.register_error_handler(HTTPException, refuse)
+    metrics.install(app, "webhook.sms")
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         # Proto, Host (with any port) and For only: a client-supplied X-Forwarded-Port or -Prefix

@@ -5,6 +5,26 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
+from pathlib import Path
+
+
+def metrics_dir() -> str:
+    """Return an empty folder for the workers' metrics files (PROMETHEUS_MULTIPROC_DIR, else a new one)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or tempfile.mkdtemp(
+        prefix="sms-responder-metrics-"
+    )
+    os.makedirs(path, exist_ok=True)
+    for stale in Path(path).glob("*.db"):  # a previous run's counts are not this run's
+        stale.unlink()
+    return path
+
+
+def forget_worker_gauges(server, worker) -> None:
+    """Drop an exited worker's gauges from /metrics; its counters stay counted."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def yield_to_other_connections(worker, req, environ, resp) -> None:
@@ -32,6 +52,7 @@ PRODUCTION_SERVER = {
     "loglevel": "warning",
     "proc_name": "sms-responder",
     "post_request": yield_to_other_connections,
+    "child_exit": forget_worker_gauges,
 }
 SERVICE = "responder:create_app()"
 
@@ -64,6 +85,8 @@ def serve_production(target: str, host: str, port: int) -> None:
     """Serve the WSGI app `target` (module:app or module:factory()) with the production server."""
     from gunicorn.app.base import BaseApplication
     from gunicorn.util import import_app
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir()  # before any worker imports prometheus_client
 
     class ProductionServer(BaseApplication):
         def load_config(self) -> None:

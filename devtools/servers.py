@@ -47,6 +47,15 @@ def http_status(port: int, path: str, host: str = "127.0.0.1", timeout: float = 
         connection.close()
 
 
+def wait_until(condition, timeout: float, what: str, interval: float = 0.05) -> None:
+    """Poll `condition` until it is true; fail naming `what` after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= end:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
 def popen(command: list[str], **kwargs) -> subprocess.Popen:
     """Start a process in its own session and remember it for stop_all()."""
     process = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL, **kwargs)

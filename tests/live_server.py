@@ -14,10 +14,10 @@ REPO = Path(__file__).resolve().parent.parent
 
 @contextmanager
 def running_server(mode: str, env: dict, log_path: Path):
-    """Run `serve.py MODE` with `env` on a free port; yield the port; stop it afterwards."""
+    """Run `serve.py MODE` with `env` on a free port; yield its Server (`.port`, `.pids()`); stop it afterwards."""
     port = free_port()
     full_env = {"PATH": os.environ.get("PATH", ""), "HOST": "127.0.0.1", "PORT": str(port), **env}
     if mode == "serve":  # production checks signatures for PUBLIC_URL: where the tests reach the server
         full_env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
-    with running([sys.executable, str(REPO / "serve.py"), mode], full_env, REPO, log_path, port):
-        yield port
+    with running([sys.executable, str(REPO / "serve.py"), mode], full_env, REPO, log_path, port) as server:
+        yield server

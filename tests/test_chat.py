@@ -66,8 +66,8 @@ def production_server(tmp_path_factory):
         "TWILIO_AUTH_TOKEN": TOKEN,
         "WEB_CONCURRENCY": "1",
     }
-    with running_server("serve", env, tmp_path_factory.mktemp("server") / "server.log") as port:
-        yield f"http://127.0.0.1:{port}/sms"
+    with running_server("serve", env, tmp_path_factory.mktemp("server") / "server.log") as server:
+        yield f"http://127.0.0.1:{server.port}/sms"
 
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)

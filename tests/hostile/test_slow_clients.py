@@ -26,8 +26,8 @@ def server(tmp_path_factory):
         "TWILIO_AUTH_TOKEN": TOKEN,
         "WEB_CONCURRENCY": "2",
     }
-    with running_server("serve", env, tmp_path_factory.mktemp("slow") / "server.log") as port:
-        yield port
+    with running_server("serve", env, tmp_path_factory.mktemp("slow") / "server.log") as server:
+        yield server.port
 
 
 def timed_webhook(port: int, sender: str) -> tuple[int, float]:

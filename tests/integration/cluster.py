@@ -68,15 +68,6 @@ class Deadline:
         return max(0.0, self.end - time.monotonic())
 
 
-def wait_until(condition, timeout: float, what: str, interval: float = 0.05) -> None:
-    """Poll `condition` until it is true; fail naming `what` after `timeout` seconds."""
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= end:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
 def listening(port: int) -> bool:
     """Whether 127.0.0.1:port accepts TCP connections."""
     try:

@@ -7,6 +7,7 @@ import time
 import pytest
 from itsdangerous import BadSignature
 
+from devtools.servers import wait_until
 from responder import create_app
 from session_cookie import COOKIE_NAME
 
@@ -21,7 +22,6 @@ from .cluster import (
     http_status,
     listening,
     reply_count,
-    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -162,6 +162,12 @@ def test_sigterm_lets_in_flight_requests_finish(cluster):
         f"SIGTERM: {stopping.name} exited {exit_code} after {stopped_after:.2f} s, answered "
         f"{len(finished_late)} requests after the signal; nginx retried {len(retried_requests(cluster))}"
     )
+
+
+def test_nginx_does_not_expose_metrics(cluster):
+    """Prometheus scrapes the instances directly; through nginx /metrics does not exist."""
+    assert http_status(cluster.nginx.port, "/metrics", host="sms.example.com") == 404
+    assert http_status(cluster.instances[0].port, "/metrics") == 200
 
 
 def test_nginx_refuses_hosts_other_than_the_public_one(cluster):

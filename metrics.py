@@ -1,0 +1,114 @@
+"""Prometheus metrics at /metrics: per app in one process, summed over every worker in production.
+
+Production sets PROMETHEUS_MULTIPROC_DIR (serve.py) before the workers import this module, so every
+worker writes its samples to files there and a scrape of any worker reads them all, those of workers
+that have exited included. No label ever holds a phone number, a body or a name.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+REFUSALS = {
+    400: "bad_request",
+    403: "signature",
+    405: "method",
+    411: "no_length",
+    413: "too_large",
+    415: "media_type",
+}
+
+
+def outcome_label(outcome: str) -> str:
+    """Turn a log line's outcome ('keyword:stop', 'refused:413') into a label ('keyword_stop', 'refused_too_large')."""
+    kind, _, detail = outcome.partition(":")
+    if kind == "refused" and detail.isdigit():
+        return f"refused_{REFUSALS.get(int(detail), detail)}"
+    if kind == "error":
+        return "error"
+    return outcome.replace(":", "_")
+
+
+class Metrics:
+    """The responder's metrics, registered on a registry of their own (or written to the multiprocess files)."""
+
+    def __init__(self) -> None:
+        self.is_multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        registry = None if self.is_multiprocess else CollectorRegistry()
+        self.registry = registry
+        self.webhooks = Counter(
+            "responder_webhooks_total", "Webhooks answered, by outcome.", ["outcome"], registry=registry
+        )
+        self.fresh = Counter(
+            "responder_conversations_fresh_total",
+            "Conversations that started fresh, by why (new: no cookie yet).",
+            ["reason"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "responder_webhook_duration_seconds",
+            "Time spent answering a webhook.",
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.directory_entries = Gauge(
+            "responder_caller_directory_entries",
+            "Numbers in the caller directory.",
+            multiprocess_mode="livemostrecent",
+            registry=registry,
+        )
+        self.reload_failures = Counter(
+            "responder_caller_directory_reload_failures_total",
+            "Caller directory reloads that failed (the previous directory was kept).",
+            registry=registry,
+        )
+        if registry is not None:
+            ProcessCollector(registry=registry)
+
+    def directory_loaded(self, entries: int, failed: bool) -> None:
+        """Record a caller directory (re)load."""
+        self.directory_entries.set(entries)
+        if failed:
+            self.reload_failures.inc()
+
+    def exposition(self) -> Response:
+        """Render every worker's samples in Prometheus' text format."""
+        registry = self.registry
+        if registry is None:
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            ProcessCollector(registry=registry)  # the worker that answers this scrape
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+    def install(self, app: Flask, webhook_endpoint: str) -> None:
+        """Count and time every call of the webhook endpoint through the app's request hooks."""
+
+        @app.before_request
+        def start_clock() -> None:
+            g.started = time.perf_counter()
+
+        @app.after_request
+        def count_webhook(response: Response) -> Response:
+            outcome = g.get("outcome")
+            if outcome and (request.endpoint == webhook_endpoint or request.path == "/sms"):
+                self.webhooks.labels(outcome_label(outcome)).inc()
+                self.duration.observe(time.perf_counter() - g.started)
+                if g.get("fresh"):
+                    self.fresh.labels(g.fresh).inc()
+            return response
+
+        app.add_url_rule("/metrics", "metrics", self.exposition, methods=["GET"])
