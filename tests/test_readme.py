@@ -34,3 +34,25 @@ def test_the_curl_example_gets_the_greeting_then_the_count(tmp_path):
                 ["bash", "-c", command], cwd=tmp_path, capture_output=True, text=True, timeout=20
             )
             assert answer.stdout.strip() == expected.strip()
+
+
+def test_every_make_command_the_readme_names_exists_and_make_alone_installs_nothing():
+    named = set(re.findall(r"`make ([a-z]+)\b", README))
+    listed = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert listed.returncode == 0
+    targets = {line.split()[0] for line in listed.stdout.splitlines()[1:]}
+    assert named <= targets, named - targets
+    dry = subprocess.run(["make", "-n"], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert "pip" not in dry.stdout and "venv" not in dry.stdout
+
+
+def test_the_readme_script_commands_run_as_written():
+    section = README.split("### Conversation scripts", 1)[1]
+    first = re.findall(r"```sh\n(.*?)\n", section, re.S)[0]
+    assert first.startswith(".venv/bin/flask --app responder chat --script examples/")
+    command = first.replace(".venv/bin/", str(REPO / ".venv" / "bin") + "/", 1)
+    result = subprocess.run(
+        ["bash", "-c", command], cwd=REPO, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "RESPONDER_ENV": "development"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,166 @@
+"""The deployment files work as written: .env.example, Procfile, Dockerfile, compose.yaml, the systemd unit.
+
+No container daemon or systemd runs here, so each file's start command and environment are read from it
+and run against the project's venv, as the platform would run them; then /healthz must answer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from dotenv import dotenv_values
+from live_server import REPO
+
+from config import VARIABLES
+from devtools.servers import free_port, running
+
+VENV_BIN = str(Path(sys.executable).parent)
+FILLED = {
+    "SECRET_KEY": "deploy-test-key-7c1e9a3f5b2d8e4a6c0f9b1d3e5a7c9f",
+    "TWILIO_AUTH_TOKEN": "0123456789abcdef0123456789abcdef",
+    "PUBLIC_URL": "https://sms.example.com",
+}
+
+
+def filled_env_file(tmp_path: Path) -> Path:
+    """Copy .env.example and fill in the three values it marks as required."""
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    for name, value in FILLED.items():
+        text, n = re.subn(rf"^{name}=$", f"{name}={value}", text, flags=re.M)
+        assert n == 1, f".env.example has no empty {name}= line"
+    path = tmp_path / ".env"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    """A clean environment with the venv first on PATH, as the platform's image or host would have."""
+    return {"PATH": f"{VENV_BIN}:/usr/bin:/bin", "LANG": "C.UTF-8", **extra}
+
+
+def healthy_under(command: list[str], env: dict, cwd: Path, port: int, tmp_path: Path) -> None:
+    with running(command, env, cwd, tmp_path / "server.log", port) as server:
+        assert server.get("/healthz") == 200
+
+
+def test_env_example_lists_every_setting_and_marks_the_required_ones():
+    text = (REPO / ".env.example").read_text(encoding="utf-8")
+    names = set(dotenv_values(REPO / ".env.example"))
+    assert set(VARIABLES) | {"WEB_CONCURRENCY"} <= names
+    for name in FILLED:
+        assert re.search(rf"# REQUIRED \(production\).*\n(#.*\n)*{name}=\n", text), name
+
+
+def test_env_example_with_three_values_filled_is_enough_for_check_and_serve(tmp_path):
+    filled_env_file(tmp_path)
+    check = subprocess.run(
+        [sys.executable, str(REPO / "serve.py"), "check"], cwd=tmp_path, env=base_env(), capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stderr
+    assert "settings OK (production)" in check.stdout and "https://sms.example.com/sms" in check.stdout
+    port = free_port()
+    healthy_under(
+        [sys.executable, str(REPO / "serve.py"), "serve"], base_env(PORT=str(port)), tmp_path, port, tmp_path
+    )
+
+
+def test_procfile_web_runs_the_production_server_on_port_like_a_paas(tmp_path):
+    (line,) = [x for x in (REPO / "Procfile").read_text().splitlines() if x.startswith("web:")]
+    command = line.removeprefix("web:").strip()
+    assert "0.0.0.0" in command and "serve.py serve" in command
+    port = free_port()
+    env = base_env(PORT=str(port), RESPONDER_ENV="production", **FILLED)
+    healthy_under(["bash", "-c", command], env, REPO, port, tmp_path)
+
+
+def dockerfile() -> tuple[dict[str, str], list[str], list[str], str]:
+    """Return the Dockerfile's ENV, CMD, HEALTHCHECK command and text."""
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    env: dict[str, str] = {}
+    for line in re.findall(r"^ENV (.+)$", text, re.M):
+        env.update(pair.split("=", 1) for pair in shlex.split(line))
+    (cmd,) = re.findall(r"^CMD (\[.*\])$", text, re.M)
+    (health,) = re.findall(r"^HEALTHCHECK .*?CMD (\[.*\])$", text, re.M)
+    return env, json.loads(cmd), json.loads(health), text
+
+
+def test_dockerfile_is_slim_non_root_layered_and_checks_health(tmp_path):
+    env, cmd, health, text = dockerfile()
+    assert re.search(r"^FROM python:3\.\d+-slim$", text, re.M)
+    assert re.search(r"^USER (?!root)\w+$", text, re.M)
+    assert text.index("COPY requirements.txt") < text.index("RUN pip install") < text.index("COPY config.py")
+    assert env["HOST"] == "0.0.0.0" and env["RESPONDER_ENV"] == "production"
+    assert cmd == ["python", "serve.py", "serve"]
+    port = free_port()
+    metrics = tmp_path / "metrics"
+    run_env = base_env(**{**env, "PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(metrics), **FILLED})
+    with running(cmd, run_env, REPO, tmp_path / "server.log", port) as server:
+        assert server.get("/healthz") == 200
+        probe = subprocess.run(health, env=run_env, cwd=REPO, timeout=10, check=False)
+        assert probe.returncode == 0
+
+
+def test_compose_runs_two_instances_behind_the_nginx_template(tmp_path):
+    compose = yaml.safe_load((REPO / "compose.yaml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    apps = [name for name, s in services.items() if s.get("build") == "."]
+    assert len(apps) == 2
+    env, cmd, _, _ = dockerfile()
+    dotenv = dotenv_values(filled_env_file(tmp_path))
+    for name in apps:
+        service = services[name]
+        assert service["env_file"] == ".env"
+        port = free_port()
+        # Docker's precedence: the image's ENV, then env_file, then environment.
+        run_env = base_env(**{**env, **{k: v for k, v in dotenv.items() if v}, **service["environment"]})
+        assert run_env["TRUSTED_PROXIES"] == "1" and run_env["HOST"] == "0.0.0.0"  # nginx must reach it
+        run_env |= {"PORT": str(port), "HOST": "127.0.0.1", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / name)}
+        healthy_under(cmd, run_env, REPO, port, tmp_path)
+
+    # nginx's command fills every placeholder of deploy/nginx.conf and names both instances.
+    script = services["nginx"]["command"][-1].replace("$$", "$")
+    render = script.split("&& exec nginx")[0]
+    render = render.replace("/etc/nginx/responder.conf.template", str(REPO / "deploy" / "nginx.conf"))
+    render = render.replace("/var/lib/responder-nginx", str(tmp_path / "nginx"))
+    subprocess.run(
+        ["sh", "-c", render], env={"SERVER_NAME": "sms.example.com", "PATH": "/usr/bin:/bin"}, check=True
+    )
+    conf = (tmp_path / "nginx" / "nginx.conf").read_text()
+    assert not re.findall(r"@[A-Z_]+@", conf)
+    assert all(f"server {name}:8000" in conf for name in apps)
+
+
+def test_systemd_unit_runs_its_exec_start_with_its_environment_file(tmp_path):
+    unit = (REPO / "deploy" / "sms-responder.service").read_text(encoding="utf-8")
+    options = {}
+    for key, value in re.findall(r"^(\w+)=(.*)$", unit, re.M):
+        options.setdefault(key, []).append(value)
+    for sandboxing in [
+        "NoNewPrivileges",
+        "ProtectSystem",
+        "ProtectHome",
+        "PrivateTmp",
+        "CapabilityBoundingSet",
+    ]:
+        assert sandboxing in options
+    assert options["User"] != ["root"]
+    (exec_start,) = options["ExecStart"]
+    install = options["WorkingDirectory"][0]
+    command = [part.replace(install, str(REPO)) for part in shlex.split(exec_start)]
+    command[0] = sys.executable  # the unit's .venv/bin/python is this venv's python
+    env = base_env(**{k: v for k, v in dotenv_values(filled_env_file(tmp_path)).items() if v})
+    for assignment in options.get("Environment", []):
+        key, value = assignment.split("=", 1)
+        env[key] = value.replace("/run/sms-responder", str(tmp_path / "run"))
+    port = free_port()
+    env["PORT"] = str(port)
+    healthy_under(command, env, REPO, port, tmp_path)
+    assert os.path.isdir(tmp_path / "run" / "metrics")
