@@ -91,3 +91,21 @@ def test_twiml_is_exactly_what_messaging_response_builds(reply):
         built.message(allowed)
     assert twiml_for(reply) == built.to_xml().encode("utf-8", "xmlcharrefreplace")
     ET.fromstring(twiml_for(reply))  # well-formed XML 1.0, whatever the reply held
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    template=st.lists(
+        st.sampled_from(["{to}", "{name}", "{count}", "Hi ", "\x0b", "é", "<&>"]), min_size=1, max_size=6
+    ),
+    to=st.text(st.characters(codec="utf-8"), min_size=1, max_size=20),
+)
+def test_replies_are_well_formed_xml_whatever_the_template_and_fields(make_app, template, to):
+    app = make_app(
+        GREETING_TEMPLATE="".join(template) + "!", RESPONDER_ENV="development", TWILIO_AUTH_TOKEN=""
+    )
+    answer = app.test_client().post("/sms", data={"From": ALICE, "To": to, "Body": "hi"})
+    if to.strip():
+        assert answer.status_code == 200
+        root = ET.fromstring(answer.get_data())  # raises on any character XML 1.0 forbids
+        assert next(m.text for m in root.iter("Message")).endswith("!")

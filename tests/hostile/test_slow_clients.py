@@ -87,6 +87,7 @@ def test_trickled_bodies_and_idle_connections_do_not_delay_webhooks(server):
             answers.append(("webhook", *timed_webhook(server, f"+1500555{second:04d}")))
             answers.append(("healthz", *timed_health(server)))
             time.sleep(max(0.0, 1.0 - answers[-1][2] - answers[-2][2]))
+    print("answered in", ", ".join(f"{what} {seconds * 1000:.1f} ms" for what, _, seconds in answers))
     for what, status, seconds in answers:
         assert status == 200, answers
         assert seconds < 1.0, f"{what} took {seconds:.2f} s behind {TRICKLING} slow and {IDLE} idle clients"
