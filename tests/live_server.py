@@ -12,6 +12,18 @@ from devtools.servers import free_port, running
 REPO = Path(__file__).resolve().parent.parent
 
 
+def production_env(workers: int) -> dict[str, str]:
+    """The settings `make serve` needs, with the tests' key and token."""
+    from conftest import SECRET, TOKEN
+
+    return {
+        "RESPONDER_ENV": "production",
+        "SECRET_KEY": SECRET,
+        "TWILIO_AUTH_TOKEN": TOKEN,
+        "WEB_CONCURRENCY": str(workers),
+    }
+
+
 @contextmanager
 def running_server(mode: str, env: dict, log_path: Path):
     """Run `serve.py MODE` with `env` on a free port; yield its Server (`.port`, `.pids()`); stop it afterwards."""

@@ -8,7 +8,7 @@ import pexpect
 import pytest
 from click.testing import CliRunner
 from conftest import SECRET, TOKEN
-from live_server import REPO, running_server
+from live_server import REPO, production_env, running_server
 
 from devtools.chat import chat_command, cookie_count
 from devtools.servers import free_port
@@ -60,13 +60,9 @@ def test_an_unknown_line_is_reported_with_its_line_number(development, tmp_path)
 
 @pytest.fixture(scope="module")
 def production_server(tmp_path_factory):
-    env = {
-        "RESPONDER_ENV": "production",
-        "SECRET_KEY": SECRET,
-        "TWILIO_AUTH_TOKEN": TOKEN,
-        "WEB_CONCURRENCY": "1",
-    }
-    with running_server("serve", env, tmp_path_factory.mktemp("server") / "server.log") as server:
+    with running_server(
+        "serve", production_env(1), tmp_path_factory.mktemp("server") / "server.log"
+    ) as server:
         yield f"http://127.0.0.1:{server.port}/sms"
 
 

@@ -9,8 +9,8 @@ from contextlib import ExitStack
 from urllib.parse import urlencode
 
 import pytest
-from conftest import SECRET, SERVICE, TOKEN
-from live_server import running_server
+from conftest import SERVICE, TOKEN
+from live_server import production_env, running_server
 
 from devtools.simulator import Simulator, sign
 
@@ -20,13 +20,7 @@ IDLE = 3000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    env = {
-        "RESPONDER_ENV": "production",
-        "SECRET_KEY": SECRET,
-        "TWILIO_AUTH_TOKEN": TOKEN,
-        "WEB_CONCURRENCY": "2",
-    }
-    with running_server("serve", env, tmp_path_factory.mktemp("slow") / "server.log") as server:
+    with running_server("serve", production_env(2), tmp_path_factory.mktemp("slow") / "server.log") as server:
         yield server.port
 
 
