@@ -1,0 +1,73 @@
+"""A flood of forged webhooks, each as costly as the limits allow, barely delays the valid ones."""
+
+from __future__ import annotations
+
+import http.client
+import statistics
+import threading
+import time
+from urllib.parse import urlencode
+
+import pytest
+from conftest import ALICE, SERVICE, TOKEN
+from live_server import production_env, running_server
+
+from devtools.simulator import Simulator, sign
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with running_server(
+        "serve", production_env(2), tmp_path_factory.mktemp("flood") / "server.log"
+    ) as server:
+        yield server.port
+
+
+def post(port: int, body: str, signature: str) -> tuple[int, float]:
+    started = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        headers = {"Content-Type": FORM, "X-Twilio-Signature": signature, "X-Forwarded-Proto": "https"}
+        connection.request("POST", "/sms", body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status, time.monotonic() - started
+    finally:
+        connection.close()
+
+
+def valid_latencies(port: int, count: int) -> list[float]:
+    url = f"http://127.0.0.1:{port}/sms"
+    phone = Simulator(transport=None, url=url, token=TOKEN)
+    seconds = []
+    for i in range(count):
+        params = phone.params(f"hello {i}", f"+1500556{i:04d}", SERVICE)
+        status, took = post(port, urlencode(params), sign(TOKEN, url, params))
+        assert status == 200
+        seconds.append(took)
+        time.sleep(0.05)
+    return seconds
+
+
+def test_forged_webhooks_at_twenty_a_second_barely_delay_valid_ones(server):
+    quiet = statistics.median(valid_latencies(server, 20))
+    forged = [
+        urlencode({"From": ALICE, "To": SERVICE, "MessageSid": f"SM{n:032x}", "Body": "é" * 4_000})
+        for n in range(60)
+    ] + [urlencode({"From": ALICE, "To": SERVICE} | {f"F{n}_{i}": "" for i in range(250)}) for n in range(60)]
+    refused = []
+
+    def flood() -> None:
+        for body in forged:  # 20 a second for about 6 s, each at the most costly size the limits allow
+            refused.append(post(server, body, "bm90IGEgc2lnbmF0dXJl")[0])
+            time.sleep(0.05)
+
+    flooding = threading.Thread(target=flood)
+    flooding.start()
+    loud = statistics.median(valid_latencies(server, 40))
+    flooding.join(30)
+    assert set(refused) == {403} and len(refused) == len(forged)
+    print(f"valid webhook median: {quiet * 1000:.1f} ms quiet, {loud * 1000:.1f} ms under the forged flood")
+    assert loud < max(5 * quiet, 0.05)
