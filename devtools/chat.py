@@ -12,11 +12,27 @@ import click
 import time_machine
 from flask.cli import ScriptInfo
 
-from devtools.simulator import FlaskTransport, HttpTransport, Simulator, cookie_payload, parse_duration
+from devtools.simulator import (
+    OPTED_OUT_ERROR,
+    FlaskTransport,
+    HttpTransport,
+    OptOutTexts,
+    Simulator,
+    cookie_payload,
+    parse_duration,
+)
 
 DEFAULT_FROM = "+15005550100"
 DEFAULT_TO = "+15005550199"
 IN_PROCESS_URL = "http://localhost/sms"
+# Script lines that check the last message's outcome: the service's delivered reply, Twilio's own
+# auto-reply, a reply Twilio blocked (the phone had opted out). Empty text: expect none.
+EXPECTATIONS = {
+    "<": ("reply", "delivered"),
+    "=": ("Twilio reply", "twilio_replies"),
+    "!": ("blocked reply", "blocked"),
+}
+SCRIPT_MARKS = {"twilio": "=", "blocked": "!", "service": "<", "none": "<"}
 HELP = "commands: /wait 4h  /media URL  /new-phone [+number]  /quit   (Ctrl-D quits too)"
 
 
@@ -61,10 +77,20 @@ class Phone:
     def status_line(self, reply) -> str:
         cookie = self.twilio.cookie_header(self.sender, self.to)
         count = cookie_count(cookie) if cookie else None
+        opted_out = (
+            " · opted out (START to resubscribe)" if self.twilio.is_opted_out(self.sender, self.to) else ""
+        )
         return (
             f"count {count if count is not None else '-'} · cookie {len(cookie)} B · "
-            f"{reply.segments} segment{'s' if reply.segments != 1 else ''}"
+            f"{reply.segments} segment{'s' if reply.segments != 1 else ''}{opted_out}"
         )
+
+    def transcript(self, reply) -> list[tuple[str, str]]:
+        """Return what the phone shows for a reply: (who, text) for Twilio's messages and the service's."""
+        lines = [("twilio", text) for text in reply.twilio_replies]
+        lines += [("service", text) for text in reply.delivered]
+        lines += [("blocked", text) for text in reply.blocked]
+        return lines or [("none", "(no reply)")]
 
     def wait(self, duration: str) -> None:
         self.clock.shift(parse_duration(duration))
@@ -86,7 +112,20 @@ def dim(text: str) -> str:
     return click.style(text, dim=True)
 
 
+def show(number: str, who: str, text: str) -> str:
+    """Render one line of the phone's screen: the service's reply, Twilio's own, or a blocked one."""
+    if who == "twilio":
+        return click.style(f"{number} [Twilio]> {text}", fg="cyan")
+    if who == "blocked":
+        return click.style(
+            f"{number}> (blocked by Twilio, error {OPTED_OUT_ERROR}: not delivered) {text}", fg="yellow"
+        )
+    return f"{number}> {text}"
+
+
 def run_interactive(phone: Phone) -> int:
+    import readline  # noqa: F401 - gives input() line editing and history
+
     click.echo(dim(f"Texting {phone.to} from {phone.sender} via {phone.target}. {HELP}"))
     while True:
         try:
@@ -114,8 +153,8 @@ def run_interactive(phone: Phone) -> int:
                 click.echo(dim(HELP))
             else:
                 reply = phone.text(line)
-                for message in reply.messages or ["(no reply)"]:
-                    click.echo(f"{phone.to}> {message}")
+                for who, message in phone.transcript(reply):
+                    click.echo(show(phone.to, who, message))
                 click.echo(dim(f"      {phone.status_line(reply)}"))
         except (ChatError, ValueError) as exc:
             click.echo(click.style(f"! {exc}", fg="red"), err=True)
@@ -134,14 +173,15 @@ def run_script(phone: Phone, path: Path) -> int:
             if kind == ">":
                 last = phone.text(rest)
                 click.echo(f"> {rest}")
-                for message in last.messages or ["(no reply)"]:
-                    click.echo(f"< {message}")
-            elif kind == "<":
-                actual = last.text if last else ""
+                for who, message in phone.transcript(last):
+                    click.echo(f"{SCRIPT_MARKS.get(who, '<')} {message}")
+            elif kind in EXPECTATIONS:
+                what, field_name = EXPECTATIONS[kind]
+                actual = "\n".join(getattr(last, field_name)) if last else ""
                 is_match = (rest in actual) if rest else actual == ""
                 if not is_match:
-                    click.echo(f"{path}:{number}: expected reply containing {rest!r}", err=True)
-                    click.echo(f"{path}:{number}: actual reply was {actual!r}", err=True)
+                    click.echo(f"{path}:{number}: expected {what} containing {rest!r}", err=True)
+                    click.echo(f"{path}:{number}: actual {what} was {actual!r}", err=True)
                     return 1
             elif kind == "~":
                 phone.wait(rest)
@@ -153,7 +193,7 @@ def run_script(phone: Phone, path: Path) -> int:
                 phone.media.append(rest)
                 click.echo(f"+ {rest}")
             else:
-                raise ValueError(f"unknown line kind {kind!r}; use >, <, ~, @, + or #")
+                raise ValueError(f"unknown line kind {kind!r}; use >, <, =, !, ~, @, + or #")
         except (ChatError, ValueError) as exc:
             click.echo(f"{path}:{number}: {exc}", err=True)
             return 1
@@ -167,10 +207,15 @@ def run_script(phone: Phone, path: Path) -> int:
 @click.option("--token", default=None, help="Twilio auth token to sign requests with.")
 @click.option("--media", multiple=True, help="Media URL to attach to the first message.")
 @click.option(
+    "--advanced-opt-out",
+    is_flag=True,
+    help="Play a Messaging Service with Advanced Opt-Out: Twilio sends OptOutType with keyword messages.",
+)
+@click.option(
     "--script", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Conversation script."
 )
 @click.pass_context
-def chat_command(ctx, sender, to, url, token, media, script):
+def chat_command(ctx, sender, to, url, token, media, advanced_opt_out, script):
     """Text the webhook from a simulated phone (or play a conversation script)."""
     # The app `flask --app ...` names; without the flask command around it, the responder's own.
     info = ctx.ensure_object(ScriptInfo)
@@ -180,6 +225,8 @@ def chat_command(ctx, sender, to, url, token, media, script):
     try:
         phone = build_phone(url, token, sender, to, travel.start(), load_app=info.load_app)
         phone.media = list(media)
+        if advanced_opt_out:
+            phone.twilio.advanced_opt_out = OptOutTexts()
         code = run_script(phone, script) if script else run_interactive(phone)
     finally:
         travel.stop()  # back to the real clock (this may run inside a test process)

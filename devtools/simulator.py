@@ -24,6 +24,44 @@ API_VERSION = "2010-04-01"
 # https://www.twilio.com/docs/messaging/guides/track-sms-conversations
 TWILIO_COOKIE_CAP_SECONDS = 4 * 60 * 60
 
+# Twilio's default opt-out management on long codes, as its support article "Twilio support for opt-out
+# keywords (SMS STOP filtering)" describes it (support.twilio.com/hc/en-us/articles/223134027): single-word
+# keywords, any case; the message still reaches the webhook; while a pair is opted out nothing is
+# delivered to the phone (a reply fails with error 21610) until an opt-in keyword; Twilio's own replies:
+TWILIO_OPT_OUT = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
+TWILIO_OPT_IN = frozenset({"START", "YES", "UNSTOP"})
+TWILIO_HELP = frozenset({"HELP", "INFO"})
+TWILIO_STOP_REPLY = (
+    "You have successfully been unsubscribed. You will not receive any more messages from this number. "
+    "Reply START to resubscribe."
+)
+TWILIO_START_REPLY = (
+    "You have successfully been re-subscribed to messages from this number. Reply HELP for help. "
+    "Reply STOP to unsubscribe. Msg&Data Rates May Apply."
+)
+TWILIO_HELP_REPLY = "Reply STOP to unsubscribe. Msg&Data Rates May Apply."
+OPTED_OUT_ERROR = 21610  # "Attempt to send to unsubscribed recipient"
+
+
+@dataclass(frozen=True)
+class OptOutTexts:
+    """Twilio's replies to opt-out, opt-in and help keywords; a Messaging Service's Advanced Opt-Out sets its own."""
+
+    stop: str = TWILIO_STOP_REPLY
+    start: str = TWILIO_START_REPLY
+    help: str = TWILIO_HELP_REPLY
+
+
+def opt_out_type(body: str) -> str:
+    """Return the keyword group Twilio sees in a body: STOP, START, HELP or ''."""
+    word = body.strip().upper()
+    if word in TWILIO_OPT_OUT:
+        return "STOP"
+    if word in TWILIO_OPT_IN:
+        return "START"
+    return "HELP" if word in TWILIO_HELP else ""
+
+
 GSM7_BASIC = (
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
@@ -83,6 +121,8 @@ class Reply:
     headers: dict[str, str]
     set_cookies: list[str]
     sid: str
+    twilio_replies: list[str] = field(default_factory=list)  # Twilio's own auto-replies, delivered
+    is_blocked: bool = False  # the pair is opted out: the service's messages fail with error 21610
 
     @property
     def root(self) -> ET.Element | None:
@@ -102,6 +142,16 @@ class Reply:
     @property
     def text(self) -> str:
         return "\n".join(self.messages)
+
+    @property
+    def delivered(self) -> list[str]:
+        """The service's messages that reach the phone."""
+        return [] if self.is_blocked else self.messages
+
+    @property
+    def blocked(self) -> list[str]:
+        """The service's messages Twilio refuses to deliver (error 21610)."""
+        return self.messages if self.is_blocked else []
 
     @property
     def segments(self) -> int:
@@ -158,6 +208,8 @@ class Simulator:
     token: str = ""
     account_sid: str = field(default_factory=lambda: "AC" + secrets.token_hex(16))
     method: str = "POST"
+    advanced_opt_out: OptOutTexts | None = None  # a Messaging Service with Advanced Opt-Out: sends OptOutType
+    opted_out: set[tuple[str, str]] = field(default_factory=set)
     jars: dict[tuple[str, str], dict[str, StoredCookie]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -238,12 +290,33 @@ class Simulator:
         return Reply(status, data, flat, set_cookies, params["MessageSid"])
 
     def send(self, body: str, sender: str, to: str, media: Iterable[str] = (), sid: str = "") -> Reply:
-        """Text `body` from `sender` to `to`, as Twilio would deliver it."""
-        return self.deliver(self.params(body, sender, to, media, sid))
+        """Text `body` from `sender` to `to`: Twilio's opt-out handling, then the webhook, then delivery."""
+        pair, keyword = (sender, to), opt_out_type(body)
+        texts = self.advanced_opt_out or OptOutTexts()
+        params = self.params(body, sender, to, media, sid)
+        if keyword and self.advanced_opt_out:
+            params["OptOutType"] = keyword
+        own = []
+        if keyword == "STOP":
+            own = [] if pair in self.opted_out else [texts.stop]
+            self.opted_out.add(pair)
+        elif keyword == "START":
+            self.opted_out.discard(pair)
+            own = [texts.start]
+        elif keyword == "HELP" and pair not in self.opted_out:
+            own = [texts.help]
+        reply = self.deliver(params)
+        reply.twilio_replies, reply.is_blocked = own, pair in self.opted_out
+        return reply
+
+    def is_opted_out(self, sender: str, to: str) -> bool:
+        return (sender, to) in self.opted_out
 
     def retry(self, reply: Reply, body: str, sender: str, to: str) -> Reply:
         """Deliver the message behind `reply` again with the same MessageSid, as Twilio's retry does."""
-        return self.send(body, sender, to, sid=reply.sid)
+        again = self.deliver(self.params(body, sender, to, sid=reply.sid))
+        again.is_blocked = (sender, to) in self.opted_out
+        return again
 
     def send_together(self, bodies: list[str], sender: str, to: str) -> list[Reply]:
         """Deliver several messages at once, all carrying the same cookie; the last answer's cookie wins."""

@@ -115,8 +115,32 @@ def test_the_interactive_phone_in_a_terminal(tmp_path):
         phone.sendline("back again")
         phone.expect_exact("Hi Friend, welcome!")
         phone.expect_exact("count 1")
+        phone.expect_exact("you> ")
+        phone.send("STP\x1b[DO\r")  # a typo fixed with the left arrow: line editing
+        phone.expect_exact("[Twilio]> You have successfully been unsubscribed")
+        phone.expect_exact("opted out")
+        phone.expect_exact("you> ")
+        phone.sendline("hi again")
+        phone.expect_exact("(blocked by Twilio, error 21610: not delivered) Hi Friend, welcome!")
+        phone.expect_exact("you> ")
+        phone.send("\x1b[A\x1b[A\x1b[B\r")  # history: up twice, down once brings back "hi again"
+        phone.expect_exact("(blocked by Twilio, error 21610")
+        phone.expect_exact("you> ")
+        phone.sendline("START")
+        phone.expect_exact("[Twilio]> You have successfully been re-subscribed")
+        phone.expect_exact("you> ")
+        phone.sendline("hi")
+        phone.expect_exact("+15005550199> Hi Friend, welcome!")
         phone.sendline("/quit")
         phone.expect(pexpect.EOF)
     finally:
         phone.close()
     assert phone.exitstatus == 0
+
+
+def test_with_url_nothing_of_the_in_process_app_is_printed(development, production_server, tmp_path, caplog):
+    script = tmp_path / "hello.chat"
+    script.write_text("> hello\n< welcome!\n")
+    result = chat("--script", str(script), "--url", production_server, "--token", TOKEN)
+    assert result.exit_code == 0, result.output
+    assert "TWILIO_AUTH_TOKEN" not in result.output + caplog.text and "signatures" not in result.output

@@ -133,3 +133,102 @@ def test_cookies_from_failed_answers_are_not_kept(cookie_app, clock):
     phone = phone_for(cookie_app, clock)
     send(phone, set_cookie="c=v; Max-Age=100", status=500)
     assert phone.cookie_header(ALICE, SERVICE) == ""
+
+
+# Twilio's default replies, as its support article quotes them (not imported from the simulator).
+STOP_CONFIRMATION = (
+    "You have successfully been unsubscribed. You will not receive any more messages from this number. "
+    "Reply START to resubscribe."
+)
+START_CONFIRMATION = (
+    "You have successfully been re-subscribed to messages from this number. Reply HELP for help. "
+    "Reply STOP to unsubscribe. Msg&Data Rates May Apply."
+)
+HELP_REPLY = "Reply STOP to unsubscribe. Msg&Data Rates May Apply."
+
+
+@pytest.fixture
+def echo_app():
+    """A webhook that records what reached it and always answers one message."""
+    app = Flask(__name__)
+    app.reached = []
+
+    @app.post("/hook")
+    def hook():
+        app.reached.append(dict(request.form))
+        return '<?xml version="1.0" encoding="UTF-8"?><Response><Message>echo</Message></Response>'
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "word", ["STOP", "stop", " Unsubscribe ", "CANCEL", "END", "QUIT", "STOPALL", "REVOKE", "OPTOUT"]
+)
+def test_stop_opts_the_pair_out_and_twilio_confirms_while_the_webhook_still_hears_it(echo_app, word):
+    phone = Simulator(FlaskTransport(echo_app), "http://localhost/hook")
+    reply = phone.send(word, ALICE, SERVICE)
+    assert reply.twilio_replies == [STOP_CONFIRMATION]
+    assert echo_app.reached[-1]["Body"] == word and "OptOutType" not in echo_app.reached[-1]
+    assert reply.delivered == [] and reply.blocked == ["echo"]
+    assert phone.is_opted_out(ALICE, SERVICE) and not phone.is_opted_out(BOB, SERVICE)
+
+
+def test_while_opted_out_every_message_reaches_the_webhook_and_no_reply_is_delivered(echo_app):
+    phone = Simulator(FlaskTransport(echo_app), "http://localhost/hook")
+    phone.send("STOP", ALICE, SERVICE)
+    for body in ["hello?", "HELP", "stop texting me"]:
+        reply = phone.send(body, ALICE, SERVICE)
+        assert reply.blocked == ["echo"] and reply.delivered == [] and reply.twilio_replies == []
+    assert [m["Body"] for m in echo_app.reached] == ["STOP", "hello?", "HELP", "stop texting me"]
+    assert phone.send("hi", BOB, SERVICE).delivered == ["echo"]  # other pairs are not affected
+
+
+@pytest.mark.parametrize("word", ["START", "yes", "UNSTOP"])
+def test_start_opts_back_in_and_twilio_confirms(echo_app, word):
+    phone = Simulator(FlaskTransport(echo_app), "http://localhost/hook")
+    phone.send("STOP", ALICE, SERVICE)
+    reply = phone.send(word, ALICE, SERVICE)
+    assert reply.twilio_replies == [START_CONFIRMATION] and reply.delivered == ["echo"]
+    assert not phone.is_opted_out(ALICE, SERVICE)
+
+
+def test_help_gets_twilios_reply_and_the_services(echo_app):
+    phone = Simulator(FlaskTransport(echo_app), "http://localhost/hook")
+    reply = phone.send("info", ALICE, SERVICE)
+    assert reply.twilio_replies == [HELP_REPLY] and reply.delivered == ["echo"]
+    assert phone.send("stop now", ALICE, SERVICE).twilio_replies == []  # not a single keyword
+
+
+def test_advanced_opt_out_sends_opt_out_type_and_its_own_texts(echo_app):
+    from devtools.simulator import OptOutTexts
+
+    texts = OptOutTexts(
+        stop="Bye from Example Co.", start="Welcome back to Example Co.", help="Example Co help"
+    )
+    phone = Simulator(FlaskTransport(echo_app), "http://localhost/hook", advanced_opt_out=texts)
+    assert phone.send("STOP", ALICE, SERVICE).twilio_replies == ["Bye from Example Co."]
+    assert echo_app.reached[-1]["OptOutType"] == "STOP"
+    assert phone.send("yes", ALICE, SERVICE).twilio_replies == ["Welcome back to Example Co."]
+    assert echo_app.reached[-1]["OptOutType"] == "START"
+    assert phone.send("help", ALICE, SERVICE).twilio_replies == ["Example Co help"]
+    assert echo_app.reached[-1]["OptOutType"] == "HELP"
+    phone.send("hello", ALICE, SERVICE)
+    assert "OptOutType" not in echo_app.reached[-1]
+
+
+def test_the_service_sends_nothing_on_stop_or_start_so_there_is_no_double_confirmation(twilio):
+    twilio.send("hello", ALICE, SERVICE)
+    for word, confirmation in [("STOP", STOP_CONFIRMATION), ("START", START_CONFIRMATION)]:
+        reply = twilio.send(word, ALICE, SERVICE)
+        assert reply.messages == [] and reply.twilio_replies == [confirmation]
+    assert twilio.send("hi", ALICE, SERVICE).delivered == [
+        "Hi Friend, welcome! Text RESET any time to start over."
+    ]
+
+
+def test_the_service_reply_to_an_opted_out_phone_is_blocked(twilio):
+    twilio.send("STOP", ALICE, SERVICE)
+    reply = twilio.send("hi again", ALICE, SERVICE)
+    assert (
+        reply.blocked == ["Hi Friend, welcome! Text RESET any time to start over."] and reply.delivered == []
+    )
