@@ -77,3 +77,16 @@ def test_the_shipped_example_directory_loads():
 
     directory = load_directory(Path(__file__).parent.parent / "callers.example.csv", "US")
     assert len(directory) >= 3 and not directory.warnings
+
+
+def test_a_duplicate_row_keeps_the_first_and_every_row_after_it():
+    lines = [
+        "number,name",
+        "+15005550101,Ada",
+        "+1 500 555 0101,Ada again",
+        "+15005550102,Bob",
+        "+15005550103,Cy",
+    ]
+    directory = parse_directory(lines, "callers.csv", "US")
+    assert directory.names == {"+15005550101": "Ada", "+15005550102": "Bob", "+15005550103": "Cy"}
+    assert directory.warnings == ("callers.csv:3: duplicate of line 2 (+1500555****); keeping the first",)

@@ -66,12 +66,14 @@ def production_server(tmp_path_factory):
         yield f"http://127.0.0.1:{server.port}/sms"
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
 def test_the_example_scripts_pass_against_a_real_server(production_server, script):
     result = chat("--script", str(script), "--url", production_server, "--token", TOKEN)
     assert result.exit_code == 0, result.output
 
 
+@pytest.mark.server
 def test_a_wrong_token_is_reported_as_the_servers_403(production_server, tmp_path):
     script = tmp_path / "hello.chat"
     script.write_text("> hello\n")
@@ -79,6 +81,7 @@ def test_a_wrong_token_is_reported_as_the_servers_403(production_server, tmp_pat
     assert result.exit_code == 1 and "the webhook answered HTTP 403" in result.output
 
 
+@pytest.mark.server
 def test_an_unreachable_server_is_reported_clearly(tmp_path):
     script = tmp_path / "hello.chat"
     script.write_text("> hello\n")
@@ -94,6 +97,7 @@ def test_the_count_is_read_from_the_cookie():
     assert cookie_count("conversation=.bm90IHpsaWI.x.y") is None  # not even zlib
 
 
+@pytest.mark.server
 def test_the_interactive_phone_in_a_terminal(tmp_path):
     env = {**os.environ, "RESPONDER_ENV": "development", "SECRET_KEY": SECRET, "TERM": "dumb"}
     flask = str(Path(sys.executable).parent / "flask")
@@ -138,6 +142,7 @@ def test_the_interactive_phone_in_a_terminal(tmp_path):
     assert phone.exitstatus == 0
 
 
+@pytest.mark.server
 def test_with_url_nothing_of_the_in_process_app_is_printed(development, production_server, tmp_path, caplog):
     script = tmp_path / "hello.chat"
     script.write_text("> hello\n< welcome!\n")

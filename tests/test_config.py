@@ -187,3 +187,99 @@ def test_several_public_urls_are_read_in_order(tmp_path):
 
 def test_development_needs_no_public_url(tmp_path):
     assert load_settings({"RESPONDER_ENV": "development"}, tmp_path / "k").public_urls == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "accepted", "refused"),
+    [
+        ("CONVERSATION_IDLE_SECONDS", ["1", "2", "14399", "14400"], ["0", "14401", "-1", "4h"]),
+        ("TRUSTED_PROXIES", ["0", "1", "9", "10"], ["11", "-1"]),
+        ("PORT", ["1", "2", "65534", "65535"], ["0", "65536"]),
+    ],
+)
+def test_each_numeric_bound_holds_at_just_inside_and_just_outside_its_limits(
+    tmp_path, name, accepted, refused
+):
+    for value in accepted:
+        settings = load_settings({**GOOD, name: value}, tmp_path / "k")
+        field = {
+            "CONVERSATION_IDLE_SECONDS": "idle_seconds",
+            "TRUSTED_PROXIES": "trusted_proxies",
+            "PORT": "port",
+        }
+        assert getattr(settings, field[name]) == int(value)
+    for value in refused:
+        (problem,) = problems({**GOOD, name: value}, tmp_path)
+        assert problem.startswith(f"{name}=")
+
+
+@pytest.mark.parametrize("length", [31, 32, 33])
+def test_secret_keys_need_32_characters(tmp_path, length):
+    key = (secrets.token_urlsafe(48) * 2)[:length]
+    if length < 32:
+        (problem,) = problems({**GOOD, "SECRET_KEY": key}, tmp_path)
+        assert problem == (
+            f"SECRET_KEY is {length} characters; use at least 32, e.g. the output of "
+            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+    else:
+        assert load_settings({**GOOD, "SECRET_KEY": key}, tmp_path / "k").secret_key == key
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "change-me-to-a-long-random-string-of-32-chars",
+        "replace-this-with-a-long-random-secret-key",
+        "please-change-this-secret-key-in-production",
+        "this-is-a-very-secret-key-for-development",
+        "your-secret-key-here-make-it-long-and-random",
+        "super-secret-key-that-nobody-will-ever-guess",
+        "0123456789abcdef0123456789abcdef",
+        "abcdefghijklmnopqrstuvwxyz012345",
+        "12345678901234567890123456789012",
+        "keep it secret, keep it safe. keep it secret!",
+        "you-will-never-guess-this-secret-key-12345",
+        "Please-Change-This-Secret-Key-In-Production",  # case does not hide it
+    ],
+)
+def test_every_well_known_sample_key_is_refused(tmp_path, key):
+    other_token = "fedcba9876543210fedcba9876543210"  # one sample is the tests' own token
+    (problem,) = problems({**GOOD, "SECRET_KEY": key, "TWILIO_AUTH_TOKEN": other_token}, tmp_path)
+    assert problem.startswith("SECRET_KEY is a well-known or guessable value")
+
+
+@pytest.mark.parametrize(
+    "url", ["ftp://sms.example.com", "https://", "sms.example.com", "https://x.example/#top"]
+)
+def test_public_url_must_be_an_http_or_https_base_url(tmp_path, url):
+    (problem,) = problems({**GOOD, "PUBLIC_URL": url}, tmp_path)
+    assert problem.startswith(f"PUBLIC_URL={url.rstrip('/')!r}")
+
+
+@pytest.mark.parametrize("url", ["http://sms.example.com", "https://sms.example.com:8443/twilio"])
+def test_http_and_https_public_urls_with_ports_and_paths_are_accepted(tmp_path, url):
+    assert load_settings({**GOOD, "PUBLIC_URL": url}, tmp_path / "k").public_urls == (url,)
+
+
+def test_several_fallback_keys_are_each_checked_and_kept_in_order(tmp_path):
+    first, second = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    settings = load_settings({**GOOD, "SECRET_KEY_FALLBACKS": f" {first} ,{second},"}, tmp_path / "k")
+    assert settings.secret_key_fallbacks == (first, second)
+    found = problems({**GOOD, "SECRET_KEY_FALLBACKS": f"{first},short,{'a' * 40}"}, tmp_path)
+    assert [p.split(" is")[0] for p in found] == [
+        "SECRET_KEY_FALLBACKS (key 2)",
+        "SECRET_KEY_FALLBACKS (key 3)",
+    ]
+
+
+def test_default_region_and_host_are_read(tmp_path):
+    defaults = load_settings(GOOD, tmp_path / "k")
+    assert defaults.default_region == "US" and defaults.host == "127.0.0.1"
+    directory = tmp_path / "callers.csv"
+    directory.write_text("number,name\n020 7946 0018,Ada\n")
+    settings = load_settings(
+        {**GOOD, "DEFAULT_REGION": "gb", "HOST": "0.0.0.0", "CALLERS_FILE": str(directory)}, tmp_path / "k"
+    )
+    assert settings.default_region == "GB" and settings.host == "0.0.0.0"
+    assert settings.directory.names == {"+442079460018": "Ada"}

@@ -3,7 +3,6 @@
 import pytest
 
 from conversation import (
-    MAX_BODY_CHARS,
     RESET_REPLY,
     Conversation,
     Inbound,
@@ -72,9 +71,8 @@ def test_opt_out_and_opt_in_delete_the_conversation_with_no_reply(body):
 
 def test_help_is_not_counted_and_silent_unless_configured():
     state = Conversation(count=3, last_message="x")
-    assert say("HELP", state) == say("HELP", state)
-    assert say("HELP", state).reply == ""
-    assert say("HELP", state).conversation == state
+    silent = say("HELP", state)
+    assert silent.reply == "" and silent.conversation == state and silent.outcome == "keyword:help"
     configured = say("info", state, Texts(help="Reply STOP to opt out."))
     assert configured.reply == "Reply STOP to opt out."
     assert configured.conversation == state
@@ -109,10 +107,23 @@ def test_media_counts_and_is_acknowledged(num_media, note):
     assert result.reply.endswith(note)
 
 
-def test_replies_stay_within_twilios_limit():
-    long_name = "N" * 3000
-    result = say("hi", name=long_name)
-    assert 0 < len(result.reply) <= MAX_BODY_CHARS
+def test_a_reply_over_twilios_limit_is_trimmed_to_1600_characters_with_an_ellipsis():
+    result = say("hi", name="N" * 3000)
+    assert result.reply == "Hi " + "N" * 1596 + "…"
+    assert len(result.reply) == 1600
+    exact = say("hi", Conversation(count=1), Texts(count_reply="x" * 1600))
+    assert exact.reply == "x" * 1600  # at the limit: untouched
+
+
+def test_a_trimmed_reply_does_not_end_in_a_space_before_the_ellipsis():
+    result = say("hi", Conversation(count=1), Texts(count_reply="word " * 400))
+    assert result.reply.endswith("word…") and len(result.reply) <= 1600
+
+
+@pytest.mark.parametrize("body", ["\u017ftop", "\u017fTOP", "\u017ftopall", "\uff33\uff34\uff2f\uff30", "S\u0307TOP"])
+def test_look_alikes_of_keywords_are_ordinary_messages(body):
+    result = say(body, Conversation(count=1))
+    assert result.outcome == "reply" and result.conversation.count == 2
 
 
 def test_placeholders_fill_name_count_and_to():

@@ -14,12 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from dotenv import dotenv_values
 from live_server import REPO
 
 from config import VARIABLES
 from devtools.servers import free_port, running
+
+pytestmark = pytest.mark.server
 
 VENV_BIN = str(Path(sys.executable).parent)
 FILLED = {

@@ -14,6 +14,7 @@ from devtools.simulator import sign
 GREETING = "Hi Friend, welcome! Text RESET any time to start over."
 
 
+@pytest.mark.server
 def test_flask_routes_lists_the_webhook():
     result = subprocess.run(
         [sys.executable, "-m", "flask", "--app", "responder", "routes"],

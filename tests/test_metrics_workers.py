@@ -6,12 +6,15 @@ import signal
 import time
 from urllib.parse import urlencode
 
+import pytest
 from conftest import SECRET, SERVICE, TOKEN
 from live_server import running_server
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.servers import wait_until
 from devtools.simulator import Simulator, sign
+
+pytestmark = pytest.mark.server
 
 REPLIES, STOPS, FORGED = 70, 10, 20
 

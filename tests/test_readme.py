@@ -7,6 +7,8 @@ import subprocess
 import pytest
 from live_server import REPO, running_server
 
+pytestmark = pytest.mark.server
+
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
 

@@ -8,6 +8,8 @@ import pytest
 from conftest import SECRET, TOKEN
 from live_server import REPO
 
+pytestmark = pytest.mark.server
+
 GOOD = {"SECRET_KEY": SECRET, "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": "https://sms.example.com"}
 
 

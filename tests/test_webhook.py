@@ -197,3 +197,31 @@ def test_each_reply_logs_one_json_line_without_bodies_or_numbers(twilio, webhook
     text = caplog.text + json.dumps(formatted)
     for leaked in ["my secret diary", ALICE, SERVICE, ALICE[-7:], cookie_of(twilio, ALICE, SERVICE)]:
         assert leaked not in text
+
+
+def test_messages_without_a_message_sid_are_each_counted(twilio):
+    for n in (1, 2, 3):
+        params = twilio.params(f"message {n}", ALICE, SERVICE)
+        for name in ("MessageSid", "SmsSid", "SmsMessageSid"):
+            del params[name]
+        params["MessageSid"] = ""  # the simulator keeps a reply's sid; Twilio would send none
+        reply = twilio.deliver(params)
+        assert reply.text == (GREETING if n == 1 else count_reply(n))
+
+
+def test_a_successful_reload_of_the_caller_directory_changes_the_names(make_app, make_phone, clock, tmp_path):
+    import os
+
+    directory = tmp_path / "callers.csv"
+    directory.write_text("number,name\n+15005550101,Ada\n")
+    app = make_app(CALLERS_FILE=str(directory))
+    phone = make_phone(app)
+    assert phone.send("hi", ALICE, SERVICE).text.startswith("Hi Ada,")
+    directory.write_text("number,name\n+15005550101,Grace\n+15005550102,Bob\n")
+    os.utime(directory, (clock() + 1, clock() + 1))
+    clock.advance(4)  # checked every 5 seconds: not yet
+    assert phone.send("again", ALICE, SERVICE).text.startswith("Hi Ada,")
+    clock.advance(2)
+    assert phone.send("and again", ALICE, SERVICE).text.startswith("Hi Grace,")
+    assert phone.send("hi", BOB, SERVICE).text.startswith("Hi Bob,")
+    assert app.test_client().get("/readyz").get_json()["callers"] == 2

@@ -14,6 +14,8 @@ from live_server import production_env, running_server
 
 from devtools.simulator import Simulator, sign
 
+pytestmark = pytest.mark.server
+
 FORM = "application/x-www-form-urlencoded"
 
 
