@@ -120,7 +120,9 @@ def test_a_trimmed_reply_does_not_end_in_a_space_before_the_ellipsis():
     assert result.reply.endswith("word…") and len(result.reply) <= 1600
 
 
-@pytest.mark.parametrize("body", ["\u017ftop", "\u017fTOP", "\u017ftopall", "\uff33\uff34\uff2f\uff30", "S\u0307TOP"])
+@pytest.mark.parametrize(
+    "body", ["\u017ftop", "\u017fTOP", "\u017ftopall", "\uff33\uff34\uff2f\uff30", "S\u0307TOP"]
+)
 def test_look_alikes_of_keywords_are_ordinary_messages(body):
     result = say(body, Conversation(count=1))
     assert result.outcome == "reply" and result.conversation.count == 2
