@@ -42,6 +42,7 @@ def forged_bodies(shape: str, count: int) -> list[bytes]:
     return bodies
 
 
+@pytest.mark.server  # a timing ratio: too slow to rerun for every mutant
 @pytest.mark.parametrize("shape", ["many fields", "most escapes", "64 KiB"])
 @pytest.mark.parametrize("forwarded", [False, True], ids=["direct", "x-forwarded"])
 def test_a_forged_webhook_costs_at_most_five_valid_ones(make_app, shape, forwarded):

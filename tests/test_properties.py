@@ -1,5 +1,6 @@
 """Whatever arrives at the webhook: never a 5xx, and every 200 is well-formed TwiML."""
 
+import os
 import xml.etree.ElementTree as ET
 
 from conftest import ALICE, SERVICE, TOKEN
@@ -9,6 +10,12 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from devtools.simulator import sign
 from twiml import twiml_for
+
+
+def examples(count: int) -> int:
+    """Run `count` examples, or a tenth of them under mutation testing (every mutant reruns them)."""
+    return max(10, count // 10) if os.environ.get("MUTANT_UNDER_TEST") else count
+
 
 text = st.text(st.characters(codec="utf-8"), max_size=80)
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
@@ -40,7 +47,9 @@ def assert_sane(answer, method="POST"):
             assert 0 < len(message.text or "") <= 1600  # Twilio's limit for one message body
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     form=forms,
     cookie=cookies,
@@ -63,7 +72,9 @@ def test_arbitrary_forms_headers_signatures_and_cookies_never_break_the_webhook(
         assert answer.status_code == 403
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "HEAD"]),
     content_type=st.sampled_from(
@@ -80,7 +91,7 @@ def test_arbitrary_raw_requests_never_get_a_5xx(make_app, method, content_type, 
     assert_sane(answer, method)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(reply=st.text(max_size=200) | st.text(st.characters(max_codepoint=0x1F), max_size=5))
 def test_twiml_is_exactly_what_messaging_response_builds(reply):
     built = MessagingResponse()
@@ -92,7 +103,9 @@ def test_twiml_is_exactly_what_messaging_response_builds(reply):
     ET.fromstring(twiml_for(reply))  # well-formed XML 1.0, whatever the reply held
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     template=st.lists(
         st.sampled_from(["{to}", "{name}", "{count}", "Hi ", "\x0b", "é", "<&>"]), min_size=1, max_size=6
