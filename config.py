@@ -180,11 +180,9 @@ def _integer(env: Mapping, name: str, default: int, low: int, high: int, why: st
 
 
 def _template(env: Mapping, name: str, default: str, problems: list) -> str:
-    value = env.get(name, "") or default
+    value = env.get(name) or default
     for problem in template_errors(value):
         problems.append(f"{name}: {problem}")
-    if len(value) > MAX_BODY_CHARS:
-        problems.append(f"{name} is longer than Twilio's {MAX_BODY_CHARS}-character limit")
     return value
 
 

@@ -36,7 +36,7 @@ def twiml_for(reply: str) -> bytes:
     reply = xml_text(reply)
     if not reply:
         return EMPTY
-    return MESSAGE_HEAD + escape(reply).encode("utf-8", "xmlcharrefreplace") + MESSAGE_TAIL
+    return MESSAGE_HEAD + escape(reply).encode() + MESSAGE_TAIL  # no surrogates left: always encodable
 
 
 def twiml_response(reply: str) -> Response:
