@@ -188,3 +188,79 @@ def test_conversations_on_other_pairs_are_not_affected_by_a_bad_cookie(twilio, c
     plant_cookie(twilio, ALICE, SERVICE, "garbage", clock)
     twilio.send("hi", ALICE, SERVICE)
     assert twilio.send("again", BOB, SERVICE).text.endswith("message #2 in our conversation.")
+
+
+def test_a_reloaded_directory_reads_national_numbers_in_the_default_region(
+    make_app, make_phone, clock, tmp_path
+):
+    import os
+
+    directory = tmp_path / "callers.csv"
+    directory.write_text("number,name\n+15005550101,Ada\n")
+    app = make_app(CALLERS_FILE=str(directory))
+    directory.write_text("number,name\n(500) 555-0101,Grace\n")
+    os.utime(directory, (clock() + 1, clock() + 1))
+    clock.advance(6)
+    assert make_phone(app).send("hi", ALICE, SERVICE).text.startswith("Hi Grace,")
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert "responder_caller_directory_reload_failures_total 0.0" in text.splitlines()
+
+
+def test_the_dot_env_in_the_working_directory_is_read_by_default(tmp_path):
+    from config import read_environment
+
+    (tmp_path / ".env").write_text("GREETING_TEMPLATE=From the file\n")  # the tests run in tmp_path
+    assert read_environment({})["GREETING_TEMPLATE"] == "From the file"
+
+
+def test_development_with_a_token_warns_nothing(tmp_path):
+    from config import load_settings
+
+    settings = load_settings({"RESPONDER_ENV": "development", "TWILIO_AUTH_TOKEN": TOKEN}, tmp_path / "k")
+    assert settings.warnings == () and settings.checks_signatures
+
+
+def test_a_help_text_of_exactly_1600_characters_is_accepted(tmp_path):
+    from test_config import GOOD
+
+    from config import load_settings
+
+    assert len(load_settings({**GOOD, "HELP_TEXT": "h" * 1600}, tmp_path / "k").help_text) == 1600
+
+
+def test_a_secondary_token_without_any_primary_variable_is_refused(tmp_path):
+    from test_config import GOOD, problems
+
+    env = {k: v for k, v in GOOD.items() if k != "TWILIO_AUTH_TOKEN"} | {"TWILIO_AUTH_TOKEN_SECONDARY": TOKEN}
+    assert "TWILIO_AUTH_TOKEN_SECONDARY is set without TWILIO_AUTH_TOKEN; set the primary too" in problems(
+        env, tmp_path
+    )
+
+
+def test_a_percent_escape_that_is_not_utf8_is_kept_as_written(make_app, make_phone):
+    from inbound import parse_fields
+
+    assert parse_fields("Body=caf%E9&To=%2B1") == {"Body": ["caf%E9"], "To": ["+1"]}
+
+
+def test_a_count_zero_cookie_is_not_a_fresh_start(app, twilio, clock, webhook_log):
+    twilio.send("hello", ALICE, SERVICE)
+    payload = cookie_payload(cookie_of(twilio, ALICE, SERVICE)) | {"n": 0}
+    plant_cookie(
+        twilio, ALICE, SERVICE, app.session_interface.get_signing_serializer(app).dumps(payload), clock
+    )
+    twilio.send("hi", ALICE, SERVICE)
+    assert "fresh" not in webhook_log()[-1]
+
+
+def test_rotation_verifies_with_each_fallback_key_derived_for_itself(make_app, make_phone):
+    from conftest import OTHER_SECRET, SECRET
+
+    from session_cookie import CachedKeySigner
+
+    old = make_phone(make_app(SECRET_KEY=OTHER_SECRET))
+    old.send("one", ALICE, SERVICE)
+    CachedKeySigner.derived_keys.clear()  # nothing derived by earlier tests may stand in
+    rotated = make_phone(make_app(SECRET_KEY=SECRET, SECRET_KEY_FALLBACKS=OTHER_SECRET))
+    rotated.jars = old.jars
+    assert rotated.send("two", ALICE, SERVICE).text.endswith("message #2 in our conversation.")
