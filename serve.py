@@ -72,7 +72,9 @@ def load_settings():
 
 def worker_count() -> int:
     """Return WEB_CONCURRENCY, else the number of cores."""
-    raw = os.environ.get("WEB_CONCURRENCY", "").strip()
+    from config import read_environment  # .env counts, as for every other setting
+
+    raw = read_environment().get("WEB_CONCURRENCY", "").strip()
     if raw:
         if not raw.isdigit() or int(raw) < 1:
             print(f"WEB_CONCURRENCY={raw!r} must be a whole number of workers >= 1", file=sys.stderr)
@@ -90,11 +92,8 @@ def serve_production(target: str, host: str, port: int) -> None:
 
     class ProductionServer(BaseApplication):
         def load_config(self) -> None:
-            for name, value in {
-                **PRODUCTION_SERVER,
-                "bind": f"{host}:{port}",
-                "workers": worker_count(),
-            }.items():
+            bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address needs brackets
+            for name, value in {**PRODUCTION_SERVER, "bind": bind, "workers": worker_count()}.items():
                 self.cfg.set(name, value)
 
         def load(self):

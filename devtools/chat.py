@@ -103,8 +103,12 @@ def build_phone(url: str | None, token: str | None, sender: str, to: str, clock,
         return Phone(twilio, clock, sender, to, target=url)
     app = load_app()
     logging.getLogger("responder").setLevel(logging.WARNING)  # the phone shows the replies instead
-    tokens = app.extensions["responder"].settings.auth_tokens
-    twilio = Simulator(FlaskTransport(app), IN_PROCESS_URL, token=token or (tokens[0] if tokens else ""))
+    settings = app.extensions["responder"].settings
+    tokens = settings.auth_tokens
+    url = (
+        f"{settings.public_url}/sms" if settings.public_url else IN_PROCESS_URL
+    )  # the URL signatures are checked for
+    twilio = Simulator(FlaskTransport(app), url, token=token or (tokens[0] if tokens else ""))
     return Phone(twilio, clock, sender, to, target="the in-process app")
 
 

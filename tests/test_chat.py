@@ -149,3 +149,12 @@ def test_with_url_nothing_of_the_in_process_app_is_printed(development, producti
     result = chat("--script", str(script), "--url", production_server, "--token", TOKEN)
     assert result.exit_code == 0, result.output
     assert "TWILIO_AUTH_TOKEN" not in result.output + caplog.text and "signatures" not in result.output
+
+
+def test_the_in_process_phone_signs_for_public_url_when_it_is_set(development, monkeypatch, tmp_path):
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
+    monkeypatch.setenv("PUBLIC_URL", "https://sms.example.com")
+    script = tmp_path / "hello.chat"
+    script.write_text("> hello\n< welcome!\n")
+    result = chat("--script", str(script))
+    assert result.exit_code == 0, result.output

@@ -55,8 +55,10 @@ def healthy_under(command: list[str], env: dict, cwd: Path, port: int, tmp_path:
 
 def test_env_example_lists_every_setting_and_marks_the_required_ones():
     text = (REPO / ".env.example").read_text(encoding="utf-8")
-    names = set(dotenv_values(REPO / ".env.example"))
-    assert set(VARIABLES) | {"WEB_CONCURRENCY"} <= names
+    names = set(dotenv_values(REPO / ".env.example")) | set(re.findall(r"^# ([A-Z_]+)=", text, re.M))
+    assert set(VARIABLES) | {"WEB_CONCURRENCY", "SERVER_NAME"} <= names
+    # Active lines must not override what a container image sets (docker run --env-file .env).
+    assert not {"HOST", "PORT", "WEB_CONCURRENCY"} & set(dotenv_values(REPO / ".env.example"))
     for name in FILLED:
         assert re.search(rf"# REQUIRED \(production\).*\n(#.*\n)*{name}=\n", text), name
 
@@ -102,9 +104,15 @@ def test_dockerfile_is_slim_non_root_layered_and_checks_health(tmp_path):
     assert text.index("COPY requirements.txt") < text.index("RUN pip install") < text.index("COPY config.py")
     assert env["HOST"] == "0.0.0.0" and env["RESPONDER_ENV"] == "production"
     assert cmd == ["python", "serve.py", "serve"]
+    # docker run --env-file .env: the image's ENV first, then the filled .env.example over it.
+    dotenv = {k: v for k, v in dotenv_values(filled_env_file(tmp_path)).items() if v}
+    container = {**env, **dotenv}
+    assert (
+        container["HOST"] == "0.0.0.0" and container["PORT"] == "8000"
+    )  # still reachable on the published port
     port = free_port()
     metrics = tmp_path / "metrics"
-    run_env = base_env(**{**env, "PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(metrics), **FILLED})
+    run_env = base_env(**{**container, "PORT": str(port), "PROMETHEUS_MULTIPROC_DIR": str(metrics)})
     with running(cmd, run_env, REPO, tmp_path / "server.log", port) as server:
         assert server.get("/healthz") == 200
         probe = subprocess.run(health, env=run_env, cwd=REPO, timeout=10, check=False)
@@ -129,6 +137,7 @@ def test_compose_runs_two_instances_behind_the_nginx_template(tmp_path):
         healthy_under(cmd, run_env, REPO, port, tmp_path)
 
     # nginx's command fills every placeholder of deploy/nginx.conf and names both instances.
+    assert services["nginx"]["environment"]["SERVER_NAME"].startswith("${SERVER_NAME:-")
     script = services["nginx"]["command"][-1].replace("$$", "$")
     render = script.split("&& exec nginx")[0]
     render = render.replace("/etc/nginx/responder.conf.template", str(REPO / "deploy" / "nginx.conf"))

@@ -49,3 +49,13 @@ def test_check_reports_good_settings_and_the_url_for_the_twilio_console():
     assert result.returncode == 0
     assert "settings OK (production); signatures checked" in result.stdout
     assert "A message comes in: https://sms.example.com/sms\n" in result.stdout
+
+
+def test_web_concurrency_is_read_from_dot_env_like_every_setting(tmp_path, monkeypatch):
+    import serve
+
+    monkeypatch.delenv("WEB_CONCURRENCY", raising=False)
+    (tmp_path / ".env").write_text("WEB_CONCURRENCY=3\n")  # the tests run in tmp_path
+    assert serve.worker_count() == 3
+    monkeypatch.setenv("WEB_CONCURRENCY", "2")  # the environment wins, as for the others
+    assert serve.worker_count() == 2
