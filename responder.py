@@ -161,7 +161,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
 
     app.register_blueprint(webhook)
     app.register_error_handler(HTTPException, refuse)
-    metrics.install(app, "webhook.sms")
+    metrics.install(app)
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         # Proto, Host (with any port) and For only: a client-supplied X-Forwarded-Port or -Prefix

@@ -83,7 +83,7 @@ def worker_count() -> int:
     return os.cpu_count() or 1
 
 
-def serve_production(target: str, host: str, port: int) -> None:
+def serve_production(target: str, host: str, port: int, workers: int | None = None) -> None:
     """Serve the WSGI app `target` (module:app or module:factory()) with the production server."""
     from gunicorn.app.base import BaseApplication
     from gunicorn.util import import_app
@@ -93,7 +93,11 @@ def serve_production(target: str, host: str, port: int) -> None:
     class ProductionServer(BaseApplication):
         def load_config(self) -> None:
             bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address needs brackets
-            for name, value in {**PRODUCTION_SERVER, "bind": bind, "workers": worker_count()}.items():
+            for name, value in {
+                **PRODUCTION_SERVER,
+                "bind": bind,
+                "workers": workers or worker_count(),
+            }.items():
                 self.cfg.set(name, value)
 
         def load(self):
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
             f"Twilio posts to {webhook_url(settings)}",
             file=sys.stderr,
         )
-        serve_production(SERVICE, settings.host, settings.port)
+        serve_production(SERVICE, settings.host, settings.port, workers)
         return
     from responder import create_app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import pytest
@@ -99,6 +100,12 @@ def webhook_log(caplog):
         return [r.webhook for r in caplog.records if hasattr(r, "webhook")]
 
     return records
+
+
+def rewrite(path, text: str, clock) -> None:
+    """Replace a file's text and date it after the frozen clock, as an operator's later edit would be."""
+    path.write_text(text)
+    os.utime(path, (clock() + 1, clock() + 1))
 
 
 def plant_cookie(phone: Simulator, sender: str, to: str, value: str, clock) -> None:

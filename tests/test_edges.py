@@ -5,7 +5,7 @@ import json
 import time
 
 import pytest
-from conftest import ALICE, BOB, SERVICE, TOKEN, cookie_of, plant_cookie
+from conftest import ALICE, BOB, SERVICE, TOKEN, cookie_of, plant_cookie, rewrite
 
 from conversation import Conversation, Inbound, Texts, sid_fingerprint, step
 from devtools.simulator import cookie_payload, sign
@@ -193,13 +193,11 @@ def test_conversations_on_other_pairs_are_not_affected_by_a_bad_cookie(twilio, c
 def test_a_reloaded_directory_reads_national_numbers_in_the_default_region(
     make_app, make_phone, clock, tmp_path
 ):
-    import os
 
     directory = tmp_path / "callers.csv"
     directory.write_text("number,name\n+15005550101,Ada\n")
     app = make_app(CALLERS_FILE=str(directory))
-    directory.write_text("number,name\n(500) 555-0101,Grace\n")
-    os.utime(directory, (clock() + 1, clock() + 1))
+    rewrite(directory, "number,name\n(500) 555-0101,Grace\n", clock)
     clock.advance(6)
     assert make_phone(app).send("hi", ALICE, SERVICE).text.startswith("Hi Grace,")
     text = app.test_client().get("/metrics").get_data(as_text=True)

@@ -4,7 +4,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from conftest import ALICE, SERVICE, TOKEN
+from conftest import ALICE, SERVICE, TOKEN, rewrite
 from test_config import GOOD, problems
 
 import logs
@@ -131,7 +131,6 @@ def test_start_up_warnings_are_logged_once_per_process_word_for_word(make_app, c
 
 
 def test_caller_directory_warnings_and_reload_problems_are_logged(make_app, clock, tmp_path, caplog):
-    import os
 
     caplog.set_level(logging.WARNING, logger="responder")
     directory = tmp_path / "callers.csv"
@@ -140,8 +139,7 @@ def test_caller_directory_warnings_and_reload_problems_are_logged(make_app, cloc
     assert f"caller directory: {directory}:3: duplicate of line 2 (+1500555****); keeping the first" in [
         r.getMessage() for r in caplog.records
     ]
-    directory.write_text("number,name\nnonsense,Bob\n")
-    os.utime(directory, (clock() + 1, clock() + 1))
+    rewrite(directory, "number,name\nnonsense,Bob\n", clock)
     clock.advance(5)  # exactly the recheck interval
     app.test_client().get("/readyz")
     assert (

@@ -1,7 +1,7 @@
 """/metrics: Prometheus text, exact counts by outcome and fresh reason, no numbers, bodies or names."""
 
 import pytest
-from conftest import ALICE, BOB, SERVICE, plant_cookie
+from conftest import ALICE, BOB, SERVICE, plant_cookie, rewrite
 from prometheus_client.parser import text_string_to_metric_families
 
 from metrics import outcome_label
@@ -57,13 +57,11 @@ def test_no_number_body_or_name_reaches_a_label(make_app, make_phone, tmp_path):
 
 
 def test_a_failed_directory_reload_is_counted(make_app, clock, tmp_path):
-    import os
 
     directory = tmp_path / "callers.csv"
     directory.write_text("number,name\n+15005550101,Ada\n")
     app = make_app(CALLERS_FILE=str(directory))
-    directory.write_text("number,name\nnot-a-number,Ada\n")
-    os.utime(directory, (clock() + 1, clock() + 1))
+    rewrite(directory, "number,name\nnot-a-number,Ada\n", clock)
     clock.advance(10)
     assert app.test_client().get("/readyz").status_code == 503
     found = samples(app)

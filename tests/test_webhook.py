@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import ALICE, BOB, CAROL, OTHER_SERVICE, SECRET, SERVICE, TOKEN, cookie_of
+from conftest import ALICE, BOB, CAROL, OTHER_SERVICE, SECRET, SERVICE, TOKEN, cookie_of, rewrite
 
 from conversation import RESET_REPLY
 
@@ -166,11 +166,8 @@ def test_readiness_fails_naming_the_directory_when_a_reload_goes_wrong(make_app,
     directory.write_text("number,name\n+15005550101,Ada\n")
     client = make_app(CALLERS_FILE=str(directory)).test_client()
     assert client.get("/readyz").status_code == 200
-    directory.write_text("number,name\nnot-a-number,Ada\n")
+    rewrite(directory, "number,name\nnot-a-number,Ada\n", clock)
     clock.advance(10)
-    import os
-
-    os.utime(directory, (clock() + 1, clock() + 1))
     answer = client.get("/readyz")
     assert answer.status_code == 503
     assert "caller_directory" in answer.get_json()["failing"]
@@ -210,15 +207,13 @@ def test_messages_without_a_message_sid_are_each_counted(twilio):
 
 
 def test_a_successful_reload_of_the_caller_directory_changes_the_names(make_app, make_phone, clock, tmp_path):
-    import os
 
     directory = tmp_path / "callers.csv"
     directory.write_text("number,name\n+15005550101,Ada\n")
     app = make_app(CALLERS_FILE=str(directory))
     phone = make_phone(app)
     assert phone.send("hi", ALICE, SERVICE).text.startswith("Hi Ada,")
-    directory.write_text("number,name\n+15005550101,Grace\n+15005550102,Bob\n")
-    os.utime(directory, (clock() + 1, clock() + 1))
+    rewrite(directory, "number,name\n+15005550101,Grace\n+15005550102,Bob\n", clock)
     clock.advance(4)  # checked every 5 seconds: not yet
     assert phone.send("again", ALICE, SERVICE).text.startswith("Hi Ada,")
     clock.advance(2)
