@@ -31,7 +31,7 @@ $(BIN)/.dev: requirements-dev.txt requirements.txt pyproject.toml $(BIN)/.runtim
 run: $(BIN)/.runtime  ## serve the webhook on HOST:PORT (development mode unless RESPONDER_ENV says otherwise)
 	$(BIN)/python serve.py run
 
-serve: $(BIN)/.runtime  ## the production server (workers from WEB_CONCURRENCY); needs production settings
+serve: $(BIN)/.runtime  ## the production server, gunicorn -c gunicorn.conf.py (workers: WEB_CONCURRENCY); needs production settings
 	$(BIN)/python serve.py serve
 
 check: $(BIN)/.runtime  ## validate the settings and print the URL to paste into the Twilio Console

@@ -1,4 +1,4 @@
-"""Start the responder: `run` (development server), `serve` (production server) or `check`, settings first."""
+"""Start the responder: `run` (development server), `serve` (the production server) or `check`, settings first."""
 
 from __future__ import annotations
 
@@ -8,52 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-
-def metrics_dir() -> str:
-    """Return an empty folder for the workers' metrics files (PROMETHEUS_MULTIPROC_DIR, else a new one)."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or tempfile.mkdtemp(
-        prefix="sms-responder-metrics-"
-    )
-    os.makedirs(path, exist_ok=True)
-    for stale in Path(path).glob("*.db"):  # a previous run's counts are not this run's
-        stale.unlink()
-    return path
-
-
-def forget_worker_gauges(server, worker) -> None:
-    """Drop an exited worker's gauges from /metrics; its counters stay counted."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
-
-
-def yield_to_other_connections(worker, req, environ, resp) -> None:
-    """Let the worker's other connections run before this one reads its next request."""
-    # A gevent worker switches greenlets only when one would block; a keep-alive client that sends its
-    # next request at once would otherwise keep the worker to itself (p99 of seconds at saturation).
-    import gevent
-
-    gevent.sleep(0)
-
-
-# The production server's checked-in configuration (README, "Deploy" and "Security"): gunicorn with gevent
-# workers, so a client that trickles its body or sits idle holds a greenlet and a socket, never a worker.
-# granian (faster on this service) and gunicorn's sync and gthread workers were measured against it:
-# one trickling body stalled a whole granian or sync worker (bench/RESULTS.md, README "Security").
-PRODUCTION_SERVER = {
-    "worker_class": "gevent",
-    "worker_connections": 10_000,  # per worker: open connections, idle or slow ones included
-    "backlog": 4096,  # the kernel's somaxconn caps it anyway
-    "keepalive": 30,  # seconds an idle keep-alive connection stays open (nginx's upstream keepalive: 20 s)
-    "graceful_timeout": 20,  # SIGTERM: in-flight requests get this long (Twilio waits 15 s)
-    "timeout": 30,
-    "accesslog": None,  # the app logs one JSON line per webhook instead
-    "errorlog": "-",
-    "loglevel": "warning",
-    "proc_name": "sms-responder",
-    "post_request": yield_to_other_connections,
-    "child_exit": forget_worker_gauges,
-}
+HERE = Path(__file__).resolve().parent
 SERVICE = "responder:create_app()"
 
 
@@ -70,11 +25,22 @@ def load_settings():
         raise SystemExit(2) from None
 
 
+def server_setting(name: str) -> str:
+    """Return a setting of the production server (HOST, PORT, WEB_CONCURRENCY) from the environment or .env."""
+    from config import read_environment
+
+    return read_environment().get(name, "").strip()
+
+
+def bind_address() -> str:
+    """Return HOST:PORT for gunicorn's bind (an IPv6 address in brackets)."""
+    host, port = server_setting("HOST") or "127.0.0.1", server_setting("PORT") or "5000"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def worker_count() -> int:
     """Return WEB_CONCURRENCY, else the number of cores."""
-    from config import read_environment  # .env counts, as for every other setting
-
-    raw = read_environment().get("WEB_CONCURRENCY", "").strip()
+    raw = server_setting("WEB_CONCURRENCY")
     if raw:
         if not raw.isdigit() or int(raw) < 1:
             print(f"WEB_CONCURRENCY={raw!r} must be a whole number of workers >= 1", file=sys.stderr)
@@ -83,27 +49,49 @@ def worker_count() -> int:
     return os.cpu_count() or 1
 
 
-def serve_production(target: str, host: str, port: int, workers: int | None = None) -> None:
-    """Serve the WSGI app `target` (module:app or module:factory()) with the production server."""
-    from gunicorn.app.base import BaseApplication
-    from gunicorn.util import import_app
+def metrics_dir() -> str:
+    """Return an empty folder for the workers' metrics files (PROMETHEUS_MULTIPROC_DIR, else a new one)."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or tempfile.mkdtemp(
+        prefix="sms-responder-metrics-"
+    )
+    os.makedirs(path, exist_ok=True)
+    for stale in Path(path).glob("*.db"):  # a previous run's counts are not this run's
+        stale.unlink()
+    return path
 
+
+def check_before_binding(server) -> None:
+    """gunicorn's on_starting: refuse to start without production settings; prepare the metrics folder."""
+    if server.app.app_uri == SERVICE:  # the bench serves other apps with the same server
+        settings = load_settings()
+        if not settings.is_production:
+            print(
+                "make serve needs production settings: unset RESPONDER_ENV or set it to production",
+                file=sys.stderr,
+            )
+            raise SystemExit(2)
+        print(
+            f"responder: production server on http://{bind_address()}, {server.cfg.workers} workers; "
+            f"Twilio posts to {webhook_url(settings)}",
+            file=sys.stderr,
+        )
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir()  # before any worker imports prometheus_client
 
-    class ProductionServer(BaseApplication):
-        def load_config(self) -> None:
-            bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # an IPv6 address needs brackets
-            for name, value in {
-                **PRODUCTION_SERVER,
-                "bind": bind,
-                "workers": workers or worker_count(),
-            }.items():
-                self.cfg.set(name, value)
 
-        def load(self):
-            return import_app(target)  # in each worker, after gevent has patched it
+def forget_worker_gauges(server, worker) -> None:
+    """gunicorn's child_exit: drop an exited worker's gauges from /metrics; its counters stay counted."""
+    from prometheus_client import multiprocess
 
-    ProductionServer().run()
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def yield_to_other_connections(worker, req, environ, resp) -> None:
+    """gunicorn's post_request: let the worker's other connections run before this one's next request."""
+    # A gevent worker switches greenlets only when one would block; a keep-alive client that sends its
+    # next request at once would otherwise keep the worker to itself (p99 of seconds at saturation).
+    import gevent
+
+    gevent.sleep(0)
 
 
 def webhook_url(settings) -> str:
@@ -111,22 +99,24 @@ def webhook_url(settings) -> str:
     return f"{settings.public_url or f'http://{settings.host}:{settings.port}'}/sms"
 
 
+def exec_production_server() -> None:
+    """Become `gunicorn -c gunicorn.conf.py`, once WEB_CONCURRENCY is known to be a number."""
+    worker_count()  # gunicorn itself reads it too, and fails on a bad one with a traceback
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(HERE / "gunicorn.conf.py")])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["run", "serve", "check"], help="run: development; serve: production")
     mode = parser.parse_args(argv).mode
+    if mode == "serve":
+        exec_production_server()
     if mode == "run":
         from config import read_environment
 
         if not read_environment().get("RESPONDER_ENV", "").strip():
             os.environ["RESPONDER_ENV"] = "development"  # make run needs no configuration at all
     settings = load_settings()
-    if mode == "serve" and not settings.is_production:
-        print(
-            "make serve needs production settings: unset RESPONDER_ENV or set it to production",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
     if mode == "check":
         checked = "checked" if settings.checks_signatures else "NOT checked"
         print(
@@ -137,14 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
     if settings.is_production:
-        workers = worker_count()
-        print(
-            f"responder: production server on http://{settings.host}:{settings.port}, {workers} workers; "
-            f"Twilio posts to {webhook_url(settings)}",
-            file=sys.stderr,
-        )
-        serve_production(SERVICE, settings.host, settings.port, workers)
-        return
+        exec_production_server()
     from responder import create_app
 
     print(f"responder (development): POST Twilio webhooks to {webhook_url(settings)}", file=sys.stderr)

@@ -8,22 +8,24 @@ import time
 
 import pytest
 import time_machine
+from helpers import (  # noqa: F401 - the tests' numbers and keys, also reached through conftest
+    ALICE,
+    BOB,
+    CAROL,
+    COOKIE,
+    OTHER_SECRET,
+    OTHER_SERVICE,
+    PUBLIC_URL,
+    SECONDARY_TOKEN,
+    SECRET,
+    SERVICE,
+    TOKEN,
+    WEBHOOK_URL,
+)
 
 from config import VARIABLES
 from devtools.simulator import FlaskTransport, Simulator, StoredCookie
 from responder import create_app
-
-# Literal keys live only in test code.
-SECRET = "test-secret-3f9a1c7e5b2d8a4f6c0e9b1d7a3f5c8e"
-OTHER_SECRET = "test-secret-other-8b7c6d5e4f3a2b1c0d9e8f7a6b5c"
-TOKEN = "0123456789abcdef0123456789abcdef"
-SECONDARY_TOKEN = "fedcba9876543210fedcba9876543210"
-PUBLIC_URL = "https://sms.example.com"
-WEBHOOK_URL = PUBLIC_URL + "/sms"
-COOKIE = "conversation"
-
-ALICE, BOB, CAROL = "+15005550101", "+15005550102", "+15005550103"
-SERVICE, OTHER_SERVICE = "+15005550199", "+15005550198"
 
 
 @pytest.fixture(autouse=True)

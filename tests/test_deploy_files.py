@@ -101,9 +101,9 @@ def test_dockerfile_is_slim_non_root_layered_and_checks_health(tmp_path):
     env, cmd, health, text = dockerfile()
     assert re.search(r"^FROM python:3\.\d+-slim$", text, re.M)
     assert re.search(r"^USER (?!root)\w+$", text, re.M)
-    assert text.index("COPY requirements.txt") < text.index("RUN pip install") < text.index("COPY config.py")
+    assert text.index("COPY requirements.txt") < text.index("RUN pip install") < text.index("COPY . .")
     assert env["HOST"] == "0.0.0.0" and env["RESPONDER_ENV"] == "production"
-    assert cmd == ["python", "serve.py", "serve"]
+    assert cmd == ["gunicorn", "-c", "gunicorn.conf.py"]
     # docker run --env-file .env: the image's ENV first, then the filled .env.example over it.
     dotenv = {k: v for k, v in dotenv_values(filled_env_file(tmp_path)).items() if v}
     container = {**env, **dotenv}

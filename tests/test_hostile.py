@@ -11,18 +11,21 @@ from devtools.simulator import Simulator, sign
 FORM = "application/x-www-form-urlencoded"
 
 
-def cpu_per_request(client, requests, rounds=5):
-    """Return the median CPU seconds per request over `rounds` passes through `requests`."""
-    times = []
-    for _ in range(rounds):
-        started = time.process_time()
-        for body, headers in requests:
-            answer = client.post(
-                "/sms", base_url="https://sms.example.com", data=body, headers=headers, content_type=FORM
-            )
-            assert answer.status_code in (200, 403)
-        times.append((time.process_time() - started) / len(requests))
-    return sorted(times)[len(times) // 2]
+def cpu_per_request(client, requests) -> float:
+    """Return the CPU seconds per request of one pass through `requests`."""
+    started = time.process_time()
+    for body, headers in requests:
+        answer = client.post(
+            "/sms", base_url="https://sms.example.com", data=body, headers=headers, content_type=FORM
+        )
+        assert answer.status_code in (200, 403)
+    return (time.process_time() - started) / len(requests)
+
+
+def cost_ratio(client, forged, valid, rounds=7) -> float:
+    """Return the median over interleaved rounds of forged cost / valid cost (steady on a busy machine)."""
+    ratios = sorted(cpu_per_request(client, forged) / cpu_per_request(client, valid) for _ in range(rounds))
+    return ratios[len(ratios) // 2]
 
 
 def forged_bodies(shape: str, count: int) -> list[bytes]:
@@ -63,7 +66,7 @@ def test_a_forged_webhook_costs_at_most_five_valid_ones(make_app, shape, forward
     forged = [(body, headers) for body in forged_bodies(shape, 40)]
     assert client.post("/sms", data=forged[0][0], headers=headers, content_type=FORM).status_code == 403
 
-    ratio = cpu_per_request(client, forged) / cpu_per_request(client, valid)
+    ratio = cost_ratio(client, forged, valid)
     print(f"{shape}: a forged webhook costs {ratio:.2f}x a valid one")
     assert ratio <= 5, f"a forged webhook costs {ratio:.1f}x a valid one"
 

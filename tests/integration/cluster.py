@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import os
 import pwd
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from devtools.servers import Server, free_port
 from devtools.servers import http_status as http_status  # re-exported for test_cluster.py
-from devtools.simulator import HttpTransport, Reply, Simulator
+from devtools.simulator import HttpTransport, Simulator
 
 REPO = Path(__file__).resolve().parents[2]
 NGINX_TEMPLATE = REPO / "deploy" / "nginx.conf"
@@ -211,40 +210,6 @@ class Nginx:
     def stop(self) -> None:
         if self.server:
             self.server.stop(grace=10.0)
-
-
-class HalfSentWebhook:
-    """A signed webhook sent straight to an instance (as nginx would), held back before its last bytes."""
-
-    def __init__(self, port: int, phone: Simulator, sender: str):
-        _, headers, body = phone.prepare(phone.params("in flight", sender, SERVICE), "")
-        headers.update(
-            {
-                "Host": PUBLIC_HOST,
-                "X-Forwarded-Proto": "https",
-                "X-Forwarded-For": "127.0.0.1",
-                "Content-Length": str(len(body)),
-                "Connection": "close",
-            }
-        )
-        lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        request = f"POST /sms HTTP/1.1\r\n{lines}\r\n".encode() + body
-        self.rest = request[-10:]
-        self.socket = socket.create_connection(("127.0.0.1", port), timeout=15)
-        self.socket.sendall(request[:-10])
-
-    def finish(self) -> tuple[int, str]:
-        """Send the last bytes; return the status and the reply text."""
-        try:
-            self.socket.sendall(self.rest)
-            response = http.client.HTTPResponse(self.socket)
-            try:
-                response.begin()
-                return response.status, Reply(response.status, response.read(), {}, [], "").text
-            finally:
-                response.close()
-        finally:
-            self.socket.close()
 
 
 def reply_count(text: str) -> int | None:

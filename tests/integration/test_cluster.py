@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from helpers import HalfSentWebhook
 from itsdangerous import BadSignature
 
 from devtools.servers import wait_until
@@ -17,7 +18,6 @@ from .cluster import (
     SERVICE,
     TOKEN,
     Deadline,
-    HalfSentWebhook,
     Instance,
     http_status,
     listening,
@@ -138,7 +138,8 @@ def test_sigterm_lets_in_flight_requests_finish(cluster):
     traffic.wait_for(600, deadline.left())
     # One request certainly in flight: all but its last bytes are sent when SIGTERM comes; the worker
     # has accepted it and must answer it before it exits.
-    in_flight = HalfSentWebhook(stopping.port, traffic.phone, sender="+15005559999")
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "127.0.0.1", "Connection": "close"}
+    in_flight = HalfSentWebhook(stopping.port, traffic.phone, "+15005559999", forwarded)  # as nginx sends it
     time.sleep(0.3)
     signalled_at = time.time()
     stopping.begin_stop()

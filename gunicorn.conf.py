@@ -1,0 +1,37 @@
+"""The production server: gunicorn with gevent workers. `make serve` runs `gunicorn -c gunicorn.conf.py`.
+
+A client that trickles its body or sits idle holds a greenlet and a socket, never a worker. HOST, PORT and
+WEB_CONCURRENCY come from the environment or `.env`, like every setting of the service; the master
+checks the service's settings before it binds, and exits naming each problem.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the service's modules, whatever the cwd
+
+import serve
+
+wsgi_app = serve.SERVICE
+bind = [serve.bind_address()]
+workers = serve.worker_count()
+worker_class = "gevent_worker.Worker"  # gevent's, minus the wait for idle keep-alive connections at stop
+worker_connections = 10_000  # per worker: open connections, idle or slow ones included
+backlog = 4096  # the kernel's somaxconn caps it anyway
+keepalive = 30  # seconds an idle keep-alive connection stays open (nginx's upstream keepalive: 20 s)
+graceful_timeout = (
+    5  # SIGTERM: requests in flight get this long; the whole stop stays within Cloud Run's 10 s
+)
+timeout = 30
+forwarded_allow_ips = ""  # trust no forwarded header of gunicorn's own: TRUSTED_PROXIES is the one switch
+forwarder_headers = ""
+accesslog = None  # the app logs one JSON line per webhook instead
+errorlog = "-"
+loglevel = "warning"
+proc_name = "sms-responder"
+control_socket_disable = (
+    True  # no gunicornc runtime control: nothing uses it, and the root file system is read-only
+)
+on_starting = serve.check_before_binding
+post_request = serve.yield_to_other_connections
+child_exit = serve.forget_worker_gauges
