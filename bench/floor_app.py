@@ -1,7 +1,7 @@
 """The Flask floor: the cheapest Flask webhook there is, one route answering every message with fixed TwiML.
 
 It reads the body and sets a cookie as the service does, but keeps no state, checks nothing and logs
-nothing. Served by the shipped server (serve.py's PRODUCTION_SERVER, the same workers) it shows
+nothing. Served by the shipped server (gunicorn -c gunicorn.conf.py, the same workers) it shows
 what Flask on that server costs before the service does any work of its own.
 """
 

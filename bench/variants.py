@@ -94,7 +94,7 @@ class Variant:
         if self.name == "service-on-gunicorn":
             return [gunicorn, "-w", str(workers), "-b", bind, "responder:create_app()"]
         if self.name == "Flask floor":
-            return [python, "-m", "bench.serve_with", "bench.floor_app:app", "127.0.0.1", str(port)]
+            return [gunicorn, "-c", "gunicorn.conf.py", "--bind", bind, "bench.floor_app:app"]
         raise ValueError(self.name)
 
     def env(self, settings: BenchSettings, port: int) -> dict[str, str]:
@@ -109,5 +109,11 @@ VARIANTS = (
     Variant("shipped", "the service", "gunicorn (gevent): python serve.py serve", counts=True, service=True),
     Variant("baseline", "bench/baseline_app.py", "gunicorn -w N (sync)", counts=True, service=False),
     Variant("service-on-gunicorn", "the service", "gunicorn -w N (sync)", counts=True, service=True),
-    Variant("Flask floor", "bench/floor_app.py", "serve.py's production server", counts=False, service=False),
+    Variant(
+        "Flask floor",
+        "bench/floor_app.py",
+        "the shipped server: gunicorn -c gunicorn.conf.py",
+        counts=False,
+        service=False,
+    ),
 )

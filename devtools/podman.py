@@ -23,8 +23,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TOOLS = ("podman", "runc", "mmdebstrap")
-DEBIAN_PACKAGES = "podman buildah runc mmdebstrap"
+TOOLS = ("podman", "runc", "mmdebstrap", "catatonit", "slirp4netns")
+DEBIAN_PACKAGES = "podman buildah runc mmdebstrap catatonit slirp4netns uidmap"
 DEBIAN_SUITE, DEBIAN_PYTHON = "bookworm", "3.11"
 MADE_HERE_LABEL = "org.sms-responder.made-from"
 CONTAINERS_CONF = """\

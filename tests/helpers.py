@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import ast
 import http.client
+import os
+import shutil
 import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import pytest
 
 from devtools.simulator import Reply, Simulator
 
@@ -20,6 +28,7 @@ TOKEN = "0123456789abcdef0123456789abcdef"
 SECONDARY_TOKEN = "fedcba9876543210fedcba9876543210"
 PUBLIC_URL = "https://sms.example.com"
 WEBHOOK_URL = PUBLIC_URL + "/sms"
+GREETING = "Hi Friend, welcome! Text RESET any time to start over."
 COOKIE = "conversation"
 
 ALICE, BOB, CAROL = "+15005550101", "+15005550102", "+15005550103"
@@ -92,3 +101,45 @@ def gunicorn_setting(name: str):
         if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == [name]:
             return ast.literal_eval(node.value)
     raise KeyError(f"gunicorn.conf.py sets no {name}")
+
+
+@dataclass
+class Shutdown:
+    """What a server did when stopped with an idle keep-alive connection open and a webhook in flight."""
+
+    seconds: float  # from the stop signal to the exit
+    exit_code: int | None  # None: it had to be killed
+    in_flight: tuple[int, str]  # the webhook's status and reply
+    idle_closed_at_once: bool  # the idle connection was closed, not left to hold a worker
+
+
+def stop_during_webhook(
+    port: int, phone: Simulator, stop: Callable[[], tuple[float, int | None]]
+) -> Shutdown:
+    """Call `stop` (signal, wait; return seconds and exit code) while a webhook is half sent."""
+    idle = IdleConnection(port)
+    in_flight = HalfSentWebhook(port, phone, ALICE)
+    time.sleep(0.3)
+    outcome = {}
+    stopper = threading.Thread(target=lambda: outcome.update(stop=stop()))
+    stopper.start()
+    time.sleep(1.0)  # the server has the signal; the webhook's last bytes arrive only now
+    answer = in_flight.finish()
+    idle_closed = idle.closed_by_server(timeout=2)
+    stopper.join(30)
+    seconds, exit_code = outcome["stop"]
+    print(f"\nstopped in {seconds:.1f} s with an idle keep-alive connection and a webhook in flight")
+    return Shutdown(seconds, exit_code, answer, idle_closed)
+
+
+def require(tool: str, install: str) -> str:
+    """Return the path of a command a test needs; without it skip, saying how to get it, or fail under CI."""
+    found = shutil.which(tool) or next(
+        (p for p in (f"/usr/sbin/{tool}", f"/sbin/{tool}") if os.access(p, os.X_OK)), None
+    )
+    if found:
+        return found
+    why = f"needs {tool}: {install} (.ci/run installs it)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(why)
+    pytest.skip(why)

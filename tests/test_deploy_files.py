@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 from dotenv import dotenv_values
-from live_server import REPO
+from helpers import REPO, require
 
 from config import VARIABLES
 from devtools.servers import free_port, running
+from devtools.simulator import HttpTransport, Simulator
 
 pytestmark = pytest.mark.server
 
@@ -80,7 +82,7 @@ def test_env_example_with_three_values_filled_is_enough_for_check_and_serve(tmp_
 def test_procfile_web_runs_the_production_server_on_port_like_a_paas(tmp_path):
     (line,) = [x for x in (REPO / "Procfile").read_text().splitlines() if x.startswith("web:")]
     command = line.removeprefix("web:").strip()
-    assert "0.0.0.0" in command and "serve.py serve" in command
+    assert "0.0.0.0" in command and "gunicorn -c gunicorn.conf.py" in command
     port = free_port()
     env = base_env(PORT=str(port), RESPONDER_ENV="production", **FILLED)
     healthy_under(["bash", "-c", command], env, REPO, port, tmp_path)
@@ -150,11 +152,16 @@ def test_compose_runs_two_instances_behind_the_nginx_template(tmp_path):
     assert all(f"server {name}:8000" in conf for name in apps)
 
 
-def test_systemd_unit_runs_its_exec_start_with_its_environment_file(tmp_path):
-    unit = (REPO / "deploy" / "sms-responder.service").read_text(encoding="utf-8")
-    options = {}
+def unit_options(unit: str) -> dict[str, list[str]]:
+    options: dict[str, list[str]] = {}
     for key, value in re.findall(r"^(\w+)=(.*)$", unit, re.M):
         options.setdefault(key, []).append(value)
+    return options
+
+
+def test_systemd_unit_installed_as_its_comment_says_verifies_and_serves_from_a_runtime_only_venv(tmp_path):
+    unit = (REPO / "deploy" / "sms-responder.service").read_text(encoding="utf-8")
+    options = unit_options(unit)
     for sandboxing in [
         "NoNewPrivileges",
         "ProtectSystem",
@@ -163,16 +170,58 @@ def test_systemd_unit_runs_its_exec_start_with_its_environment_file(tmp_path):
         "CapabilityBoundingSet",
     ]:
         assert sandboxing in options
-    assert options["User"] != ["root"]
+    assert options["User"] != ["root"] and int(options["LimitNOFILE"][0]) >= 65536
+
+    # The install lines, as written, into a root of the test's own (useradd and systemctl need a real system).
+    root = tmp_path / "root"
+    (root / "etc" / "systemd" / "system").mkdir(parents=True)
+    lines = [
+        line.removeprefix("#   ").replace("sudo ", "").split("  #")[0]  # as root, which the tests are
+        for line in unit.splitlines()
+        if line.startswith("#   sudo ")
+    ]
+    for line in lines:
+        if line.startswith(("useradd ", "systemctl ")):
+            continue
+        line = re.sub(r"(?<![\w.])/(opt|etc)/", lambda m: f"{root}/{m.group(1)}/", line)
+        done = subprocess.run(["bash", "-c", line], cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+    pip = [str(root / "opt/sms-responder/.venv/bin/python"), "-m", "pip", "--disable-pip-version-check"]
+    assert subprocess.run([*pip, "check"], capture_output=True, timeout=120).returncode == 0
+    installed = subprocess.run([*pip, "list"], capture_output=True, text=True, check=True).stdout.lower()
+    assert not {"pytest", "ruff", "hypothesis", "mutmut", "time-machine"} & {
+        line.split()[0] for line in installed.splitlines()[2:]
+    }
+
+    # systemd's own check of the unit, inside that root (it needs the system's units beside it).
+    analyze = require("systemd-analyze", "apt-get install systemd")
+    shutil.copytree("/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    verify = subprocess.run(
+        [analyze, "verify", f"--root={root}", "/etc/systemd/system/sms-responder.service"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stderr
+
+    # ExecStart with the filled EnvironmentFile, from the venv that holds the runtime requirements alone.
+    env_file = root / "etc" / "sms-responder.env"
+    env_file.write_text(filled_env_file(tmp_path).read_text(encoding="utf-8"), encoding="utf-8")
     (exec_start,) = options["ExecStart"]
-    install = options["WorkingDirectory"][0]
-    command = [part.replace(install, str(REPO)) for part in shlex.split(exec_start)]
-    command[0] = sys.executable  # the unit's .venv/bin/python is this venv's python
-    env = base_env(**{k: v for k, v in dotenv_values(filled_env_file(tmp_path)).items() if v})
+    command = [part.replace("/opt/", f"{root}/opt/") for part in shlex.split(exec_start)]
+    env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    env |= {k: v for k, v in dotenv_values(env_file).items() if v}
     for assignment in options.get("Environment", []):
         key, value = assignment.split("=", 1)
         env[key] = value.replace("/run/sms-responder", str(tmp_path / "run"))
     port = free_port()
     env["PORT"] = str(port)
-    healthy_under(command, env, REPO, port, tmp_path)
+    with running(command, env, root / "opt/sms-responder", tmp_path / "server.log", port):
+        phone = Simulator(
+            HttpTransport(f"http://127.0.0.1:{port}"),
+            FILLED["PUBLIC_URL"] + "/sms",
+            FILLED["TWILIO_AUTH_TOKEN"],
+        )
+        assert phone.send("hello", "+15005550101", "+15005550199").text.startswith("Hi Friend, welcome!")
+        assert phone.send("again", "+15005550101", "+15005550199").text.endswith(
+            "message #2 in our conversation."
+        )
     assert os.path.isdir(tmp_path / "run" / "metrics")

@@ -8,12 +8,10 @@ the code and compared.
 
 from __future__ import annotations
 
-import ast
 import copy
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -22,6 +20,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from helpers import gunicorn_setting, require
 
 from config import VARIABLES, ConfigError, load_settings
 
@@ -141,27 +140,9 @@ def dockerfile_env() -> dict[str, str]:
     return values
 
 
-def graceful_timeout() -> int:
-    """Read gunicorn.conf.py's module-level `graceful_timeout` without importing the file."""
-    path = REPO / "gunicorn.conf.py"
-    assert path.is_file(), "gunicorn.conf.py is missing: the grace period must cover its graceful_timeout"
-    values = []
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-        if any(isinstance(t, ast.Name) and t.id == "graceful_timeout" for t in targets):
-            values.append(ast.literal_eval(node.value))
-    assert len(values) == 1, "gunicorn.conf.py must assign graceful_timeout once, at module level"
-    assert isinstance(values[0], int) and values[0] > 0
-    return values[0]
-
-
 def kustomize(path: Path) -> list[dict]:
     """Render a kustomization with kubectl's built-in kustomize."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("kubectl is not installed: CI must render the kustomize base")
-        pytest.skip("kubectl is not installed (CI renders the kustomize base)")
+    kubectl = require("kubectl", "kubectl >= 1.27 (its built-in kustomize renders the base)")
     result = subprocess.run(
         [kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False
     )
@@ -413,7 +394,7 @@ def test_the_grace_period_covers_the_prestop_pause_and_gunicorns_graceful_timeou
     """Give a terminating pod its preStop pause, gunicorn's graceful_timeout and a margin."""
     command = container()["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep" and len(command) == 2
-    needed = int(command[1]) + graceful_timeout() + SHUTDOWN_MARGIN_SECONDS
+    needed = int(command[1]) + gunicorn_setting("graceful_timeout") + SHUTDOWN_MARGIN_SECONDS
     assert pod_spec()["terminationGracePeriodSeconds"] >= needed
 
 

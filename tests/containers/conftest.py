@@ -41,7 +41,8 @@ def start_container(podman, image):
 
     def start(*options: str, **env: str):
         port = free_port()
-        settings = production_settings(f"http://127.0.0.1:{port}", HOST="127.0.0.1", PORT=str(port), **env)
+        env = {"HOST": "127.0.0.1", "PORT": str(port), **env}  # the host's network: its loopback only
+        settings = production_settings(f"http://127.0.0.1:{port}", **{k: v for k, v in env.items() if v})
         container = podman.start(image, settings, *options, port=port)
         started.append(container)
         wait_until(lambda: answers(port) or not container.is_running(), 60, "the container's /healthz")

@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
-from helpers import (
-    ALICE,
-    HARDENED,
-    REPO,
-    SERVICE,
-    TOKEN,
-    HalfSentWebhook,
-    IdleConnection,
-    gunicorn_setting,
-)
+from helpers import ALICE, GREETING, HARDENED, REPO, SERVICE, TOKEN, gunicorn_setting, stop_during_webhook
 
 from devtools.servers import http_status
 from devtools.simulator import HttpTransport, Simulator
@@ -73,18 +61,15 @@ def test_without_production_settings_the_container_exits_naming_each_missing_set
 
 def test_podman_stop_answers_the_webhook_in_flight_and_exits_0_within_8_seconds(start_container):
     container = start_container(*HARDENED)
-    idle = IdleConnection(container.port)  # a proxy's pooled connection must not hold the worker
-    in_flight = HalfSentWebhook(container.port, phone_for(container), ALICE)
-    time.sleep(0.3)
-    outcome = {}
-    stopper = threading.Thread(target=lambda: outcome.update(stop=container.stop(timeout=10)))
-    stopper.start()
-    time.sleep(1.0)  # SIGTERM has reached the server; the webhook's last bytes arrive only now
-    status, text = in_flight.finish()
-    idle_was_closed = idle.closed_by_server(timeout=2)
-    stopper.join(30)
-    seconds, exit_code = outcome["stop"]
-    print(f"\npodman stop with an idle keep-alive connection and a webhook in flight: {seconds:.1f} s")
-    assert (status, text) == (200, "Hi Friend, welcome! Text RESET any time to start over.")
-    assert idle_was_closed, "the idle connection was left open: it holds the worker until graceful_timeout"
-    assert exit_code == 0 and seconds < min(8, gunicorn_setting("graceful_timeout"))
+    shutdown = stop_during_webhook(container.port, phone_for(container), lambda: container.stop(timeout=10))
+    assert shutdown.in_flight == (200, GREETING)
+    assert shutdown.idle_closed_at_once, "an idle connection held the worker until graceful_timeout"
+    assert shutdown.exit_code == 0 and shutdown.seconds < min(8, gunicorn_setting("graceful_timeout"))
+
+
+def test_on_cloud_run_terms_it_listens_on_0000_at_port_and_stops_within_10_seconds(start_container):
+    container = start_container(HOST="", K_SERVICE="sms-responder")  # Cloud Run sets PORT, not HOST
+    assert f"production server on http://0.0.0.0:{container.port}," in container.logs()
+    assert phone_for(container).send("hello", ALICE, SERVICE).text == GREETING
+    seconds, exit_code = container.stop(timeout=10)
+    assert exit_code == 0 and seconds < 10

@@ -7,7 +7,6 @@ import json
 import os
 import pwd
 import re
-import shutil
 import signal
 import socket
 import sys
@@ -47,14 +46,6 @@ BLANK_SETTINGS = (
     "COUNT_REPLY_TEMPLATE",
     "HELP_TEXT",
 )
-
-
-def nginx_binary() -> str | None:
-    """Return the nginx executable (Debian puts it in /usr/sbin), or None."""
-    found = shutil.which("nginx")
-    if found:
-        return found
-    return "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
 
 
 class Deadline:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from helpers import require
 
-from .cluster import Cluster, nginx_binary
+from .cluster import Cluster
 
 
 @pytest.fixture
 def cluster(tmp_path):
     """Two production instances behind nginx, all stopped (and their logs printed) after the test."""
-    binary = nginx_binary()
-    if binary is None:
-        pytest.skip("nginx is not installed (Debian: apt-get install nginx-light; .ci/run does it)")
-    cluster = Cluster(tmp_path, binary)
+    cluster = Cluster(tmp_path, require("nginx", "apt-get install nginx-light"))
     try:
         cluster.start()
         yield cluster

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from helpers import HalfSentWebhook
+from helpers import HalfSentWebhook, gunicorn_setting
 from itsdangerous import BadSignature
 
 from devtools.servers import wait_until
@@ -151,6 +151,7 @@ def test_sigterm_lets_in_flight_requests_finish(cluster):
 
     assert (status, reply_count(text)) == (200, 1), (status, text)
     assert exit_code == 0, f"{stopping.name} was killed after the grace period instead of stopping"
+    assert stopped_after < gunicorn_setting("graceful_timeout"), "nginx's idle connections held a worker"
     assert not traffic.problems, traffic.summary()
     assert traffic.sent == 2000
     # A request the stopping instance handled but could not deliver would be retried on the survivor.
