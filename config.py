@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import os
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,6 +39,7 @@ VARIABLES = (
 INSTANCE_PATH = Path(__file__).resolve().parent / "instance"  # the development key lives here (git-ignored)
 MIN_SECRET_CHARS = 32
 AUTH_TOKEN = re.compile(r"[0-9a-fA-F]{32}")  # what the Twilio Console shows
+HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 TWILIO_COOKIE_CAP_SECONDS = 4 * 3600
 # Sample keys from tutorials, docs and generators; a key copied from one is as good as public.
 WELL_KNOWN_SECRETS = frozenset(
@@ -107,6 +109,11 @@ class Settings:
     def checks_signatures(self) -> bool:
         return bool(self.auth_tokens)
 
+    @property
+    def all_warnings(self) -> tuple[str, ...]:
+        """Return every warning, the caller directory's duplicate rows included (what `make check` prints)."""
+        return (*self.warnings, *(f"CALLERS_FILE: {w}" for w in self.directory.warnings))
+
 
 def read_environment(overrides: Mapping[str, str] | None = None, dotenv: str = ".env") -> dict:
     """Merge `.env` (lowest), the process environment, then `overrides` (highest)."""
@@ -164,6 +171,46 @@ def development_secret(path: Path) -> str:
     return key
 
 
+def is_host_name(host: str) -> bool:
+    """Tell whether `host` is an IP address or a DNS name (letters, digits and hyphens between dots)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        labels = host.encode("idna").decode("ascii").removesuffix(".").split(".")
+    except UnicodeError:
+        return False
+    return all(HOST_LABEL.fullmatch(label) for label in labels)
+
+
+def public_url_problem(url: str) -> str:
+    """Return why a PUBLIC_URL would make every webhook's signature fail ('' when it is fine)."""
+    example = "give the base URL Twilio calls, e.g. https://sms.example.com"
+    if any(c.isspace() for c in url):
+        return f"PUBLIC_URL={url!r} contains whitespace; {example}"
+    if "<" in url or ">" in url:
+        return f"PUBLIC_URL={url!r} still holds a <placeholder>; put your own host there: {example}"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        return f"PUBLIC_URL={url!r}: {example}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or parts.netloc.endswith(":"):
+        return f"PUBLIC_URL={url!r}: the port must be a number from 1 to 65535 (or none)"
+    if not is_host_name(parts.hostname or ""):
+        return f"PUBLIC_URL={url!r}: {parts.hostname!r} is not a host name or IP address; {example}"
+    if parts.path.endswith("/sms"):
+        return (
+            f"PUBLIC_URL={url!r} ends with /sms; drop /sms: the service adds it "
+            f"(PUBLIC_URL={url.removesuffix('/sms')} for the webhook {url})"
+        )
+    return ""
+
+
 def _integer(env: Mapping, name: str, default: int, low: int, high: int, why: str, problems: list):
     raw = env.get(name, "").strip()
     if not raw:
@@ -186,8 +233,12 @@ def _template(env: Mapping, name: str, default: str, problems: list) -> str:
     return value
 
 
-def load_settings(env: Mapping[str, str], dev_secret_file: Path) -> Settings:
+def load_settings(
+    env: Mapping[str, str], dev_secret_file: Path, last_good: callers.LastGood | None = None
+) -> Settings:
     """Validate the environment into Settings; raise ConfigError naming every bad variable."""
+    # With `last_good` (a worker booting), a caller directory that fails to load gives way to the last good
+    # copy when there is one, with a warning; without it (the check at start-up), it is a problem.
     problems: list[str] = []
     warnings: list[str] = []
 
@@ -246,10 +297,12 @@ def load_settings(env: Mapping[str, str], dev_secret_file: Path) -> Settings:
 
     public_urls = tuple(u.strip().rstrip("/") for u in env.get("PUBLIC_URL", "").split(",") if u.strip())
     for url in public_urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-            problems.append(
-                f"PUBLIC_URL={url!r}: give the base URL Twilio calls, e.g. https://sms.example.com"
+        if problem := public_url_problem(url):
+            problems.append(problem)
+        elif production and url.startswith("http://"):
+            warnings.append(
+                f"PUBLIC_URL={url!r} is plain http: webhooks and their conversation cookies cross the "
+                "network unencrypted; give Twilio an https:// URL in production"
             )
     if production and not public_urls:
         problems.append(
@@ -282,7 +335,17 @@ def load_settings(env: Mapping[str, str], dev_secret_file: Path) -> Settings:
         try:
             directory = callers.load_directory(callers_file, region)
         except callers.DirectoryError as exc:
-            problems.append(f"CALLERS_FILE: {exc}")
+            kept = last_good.load(callers_file, region) if last_good else None
+            if kept is None:
+                problems.extend(f"CALLERS_FILE: {problem}" for problem in exc.problems)
+            else:  # a worker booting after a bad edit: the instance goes on with what it served
+                directory = replace(kept, stamp=exc.stamp, problem=str(exc))
+                warnings.append(
+                    f"CALLERS_FILE: {exc}; serving the last good copy (entries: {len(kept)}) until it is fixed"
+                )
+        else:
+            if last_good:
+                last_good.save(callers_file, directory)
 
     settings = Settings(
         env=mode,

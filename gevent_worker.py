@@ -1,4 +1,4 @@
-"""gunicorn's gevent worker, closing idle keep-alive connections as soon as it is told to stop."""
+"""gunicorn's gevent worker with the webhook's deadlines: bodies in time, refusals that close, quick stops."""
 
 from __future__ import annotations
 
@@ -6,19 +6,41 @@ import contextlib
 import select
 
 import gevent
+from gunicorn import util
+from gunicorn.http.errors import LimitRequestLine
 from gunicorn.workers.ggevent import GeventWorker
+
+BODY_DEADLINE_SECONDS = 5.0  # a webhook's body arrives with its headers; Twilio itself gives up after 15 s
+URI_TOO_LONG = (
+    "414 URI Too Long: the request line is over {limit:,} bytes; configure the webhook as HTTP POST, "
+    "Twilio's default\n"
+)
 
 
 class Worker(GeventWorker):
-    """A gevent worker whose graceful stop waits for requests in flight, never for idle connections."""
-
-    # gunicorn's own worker waits for every open connection, so one idle keep-alive client holds a stopping
-    # worker for the whole graceful_timeout. This one ends each connection's wait for its next request.
+    """A gevent worker that cuts slow bodies, closes after refusing a body, and never waits for idle clients."""
 
     def init_process(self) -> None:
         self.waiting_for_request: dict = {}  # greenlet -> (its keep-alive Timeout, its socket)
         self.sockets_by_greenlet: dict = {}
         super().init_process()
+
+    def run(self) -> None:
+        hub = gevent.get_hub()
+        self.print_hub_exception = hub.print_exception
+        hub.print_exception = self.log_hub_exception
+        super().run()
+
+    def log_hub_exception(self, context, kind, value, tb) -> None:
+        """Log a socket error of the event loop in one line, not a traceback each time accept() is retried."""
+        if isinstance(value, OSError):  # e.g. EMFILE: more connections than the file limit
+            self.log.warning("socket error, retried: %s (%s)", value, context)
+        else:
+            self.print_hub_exception(context, kind, value, tb)
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        self.max_body_bytes = getattr(self.wsgi, "config", {}).get("MAX_CONTENT_LENGTH")  # Flask's own limit
 
     def handle(self, listener, client, addr) -> None:
         self.sockets_by_greenlet[gevent.getcurrent()] = client
@@ -26,6 +48,45 @@ class Worker(GeventWorker):
             super().handle(listener, client, addr)
         finally:
             self.sockets_by_greenlet.pop(gevent.getcurrent(), None)
+
+    def handle_request(self, listener_name, req, sock, addr):
+        """Serve one request within BODY_DEADLINE_SECONDS of its headers, or cut the connection."""
+        if self.refuses_body(req):
+            # The app answers 411 or 413 without reading the body: close after that answer instead of
+            # draining whatever follows, and never invite the body with "100 Continue".
+            req.must_close = True
+            req._expected_100_continue = False
+        deadline = gevent.Timeout(BODY_DEADLINE_SECONDS)
+        deadline.start()
+        try:
+            return super().handle_request(listener_name, req, sock, addr)
+        except gevent.Timeout as expired:
+            if expired is not deadline:
+                raise
+            self.log.warning(
+                "request cut off: not answered %.0f s after its headers (a slow body)", expired.seconds
+            )
+            raise StopIteration from None
+        finally:
+            deadline.close()
+
+    def refuses_body(self, req) -> bool:
+        """Tell whether the app will refuse this request's body unread: chunked, or declared too large."""
+        headers = dict(req.headers)  # gunicorn refuses a request with two of either header itself
+        if "TRANSFER-ENCODING" in headers:  # gunicorn accepts only chunked, which has no length
+            return True
+        length = headers.get("CONTENT-LENGTH", "")
+        return bool(self.max_body_bytes) and length.isdigit() and int(length) > self.max_body_bytes
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        """Refuse a GET webhook too long for a request line in plain text, as the app refuses, in one log line."""
+        if not isinstance(exc, LimitRequestLine):
+            super().handle_error(req, client, addr, exc)
+            return
+        self.log.warning("webhook refused", extra={"webhook": {"outcome": "refused:414", "why": str(exc)}})
+        body = URI_TOO_LONG.format(limit=self.cfg.limit_request_line).encode()
+        head = "HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        util.write_nonblock(client, f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
     @contextlib.contextmanager
     def timeout_ctx(self):
@@ -40,6 +101,8 @@ class Worker(GeventWorker):
             self.waiting_for_request.pop(current, None)
 
     def handle_exit(self, sig, frame) -> None:
+        # gunicorn's own worker waits for every open connection, so one idle keep-alive client would hold a
+        # stopping worker for the whole graceful_timeout.
         super().handle_exit(sig, frame)
         gevent.spawn(self.end_idle_waits)
 

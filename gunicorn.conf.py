@@ -10,6 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the service's modules, whatever the cwd
 
+import metrics_folder
 import serve
 
 wsgi_app = serve.SERVICE
@@ -23,15 +24,18 @@ graceful_timeout = (
     5  # SIGTERM: requests in flight get this long; the whole stop stays within Cloud Run's 10 s
 )
 timeout = 30
+limit_request_line = (
+    8190  # gunicorn's maximum: the longest GET webhook (the README says how long a body fits)
+)
 forwarded_allow_ips = ""  # trust no forwarded header of gunicorn's own: TRUSTED_PROXIES is the one switch
 forwarder_headers = ""
 accesslog = None  # the app logs one JSON line per webhook instead
 errorlog = "-"
 loglevel = "warning"
+logger_class = "serve.JsonErrorLog"  # gunicorn's own messages as the service's JSON lines, one each
 proc_name = "sms-responder"
-control_socket_disable = (
-    True  # no gunicornc runtime control: nothing uses it, and the root file system is read-only
-)
+control_socket_disable = True  # no gunicornc control socket: nothing uses it; the root is read-only
 on_starting = serve.check_before_binding
 post_request = serve.yield_to_other_connections
 child_exit = serve.forget_worker_gauges
+on_exit = metrics_folder.remove_if_ours  # the metrics folder made when none was set

@@ -42,9 +42,10 @@ def configure_logging(production: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if production else TextFormatter())
     if production:
-        # The logging HOWTO's "Optimization": skip what no line of ours prints (caller, thread, process).
+        # The logging HOWTO's "Optimization": skip what no line of ours prints (caller, thread). The
+        # process id stays: gunicorn's error log prints it, and a record without it cannot be formatted.
         logging._srcfile = None
-        logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+        logging.logThreads = logging.logMultiprocessing = False
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     log.propagate = True

@@ -2,7 +2,9 @@
 
 Production sets PROMETHEUS_MULTIPROC_DIR (serve.py) before the workers import this module, so every
 worker writes its samples to files there and a scrape of any worker reads them all, those of workers
-that have exited included. No label ever holds a phone number, a body or a name.
+that have exited included. A worker that cannot reserve its files there (metrics_folder.py) counts
+nothing and answers /metrics with a 503 saying why: metrics are not worth a single webhook. No label
+ever holds a phone number, a body or a name.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+import metrics_folder
+from logs import log
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 REFUSALS = {
@@ -47,7 +52,19 @@ class Metrics:
     """The responder's metrics, registered on a registry of their own (or written to the multiprocess files)."""
 
     def __init__(self) -> None:
-        self.is_multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+        self.is_multiprocess = bool(folder)
+        self.off = ""  # why this process counts nothing, when it does not
+        if self.is_multiprocess:
+            problem = metrics_folder.reserve(folder, os.getpid())
+            if problem:
+                self.off = (
+                    f"metrics are off in this worker: PROMETHEUS_MULTIPROC_DIR={folder} cannot be written "
+                    f"({problem}); webhooks are answered but not counted. Free space there or fix it, "
+                    "then reload the server (SIGHUP)"
+                )
+                log.warning("%s", self.off)
+                return
         registry = None if self.is_multiprocess else CollectorRegistry()
         self.registry = registry
         self.webhooks = Counter(
@@ -81,12 +98,18 @@ class Metrics:
 
     def directory_loaded(self, entries: int, failed: bool) -> None:
         """Record a caller directory (re)load."""
+        if self.off:
+            return
         self.directory_entries.set(entries)
         if failed:
             self.reload_failures.inc()
 
     def exposition(self) -> Response:
-        """Render every worker's samples in Prometheus' text format."""
+        """Render every worker's samples in Prometheus' text format (a 503 saying why when metrics are off)."""
+        if self.off:
+            return Response(
+                f"503 Service Unavailable: {self.off}\n", 503, content_type="text/plain; charset=utf-8"
+            )
         registry = self.registry
         if registry is None:
             registry = CollectorRegistry()
@@ -104,7 +127,7 @@ class Metrics:
         @app.after_request
         def count_webhook(response: Response) -> Response:
             outcome = g.get("outcome")
-            if outcome:
+            if outcome and not self.off:
                 self.webhooks.labels(outcome_label(outcome)).inc()
                 self.duration.observe(time.perf_counter() - g.started)
                 if g.get("fresh"):

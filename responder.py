@@ -128,8 +128,9 @@ def create_app(overrides: Mapping | None = None) -> Flask:
     """Build the responder; `overrides` (variable -> value) win over the environment and `.env`."""
     overrides = dict(overrides or {})
     instance_path = overrides.pop("INSTANCE_PATH", None) or str(config.INSTANCE_PATH)
+    last_good = callers.LastGood.default(instance_path)  # a bad CALLERS_FILE edit never stops a worker's boot
     settings = config.load_settings(
-        config.read_environment(overrides), Path(instance_path) / "dev-secret-key"
+        config.read_environment(overrides), Path(instance_path) / "dev-secret-key", last_good
     )
     configure_logging(settings.is_production)
     for warning in settings.warnings:
@@ -138,7 +139,11 @@ def create_app(overrides: Mapping | None = None) -> Flask:
             log.warning("%s", warning)
     metrics = Metrics()
     directory = callers.WatchedDirectory(
-        settings.callers_file, settings.default_region, settings.directory, on_load=metrics.directory_loaded
+        settings.callers_file,
+        settings.default_region,
+        settings.directory,
+        metrics.directory_loaded,
+        last_good,
     )
 
     app = Flask(__name__, instance_path=instance_path, static_folder=None)  # no static files to serve
@@ -174,9 +179,17 @@ def create_app(overrides: Mapping | None = None) -> Flask:
 
     @app.get("/readyz")
     def readyz():
-        directory.current()
+        """Answer ready whenever the app answers: a directory problem is a warning, the last good one serves."""
+        # Nothing the app can detect after start-up stops it answering webhooks; an instance that cannot
+        # answer them does not answer this either. So no 503: a shared CALLERS_FILE's bad edit must not
+        # take every instance behind a load balancer out of rotation at once.
+        answer = {
+            "status": "ready",
+            "signature_checks": guard.is_checking,
+            "callers": len(directory.current()),
+        }
         if directory.problem:
-            return {"status": "unavailable", "failing": {"caller_directory": directory.problem}}, 503
-        return {"status": "ready", "signature_checks": guard.is_checking, "callers": len(directory.directory)}
+            answer["warnings"] = {"caller_directory": f"{directory.problem} (the previous directory serves)"}
+        return answer
 
     return app

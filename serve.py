@@ -8,21 +8,34 @@ import sys
 import tempfile
 from pathlib import Path
 
+from gunicorn import glogging
+
 HERE = Path(__file__).resolve().parent
 SERVICE = "responder:create_app()"
 
 
 def load_settings():
-    """Validate the settings or exit with every problem, one per line."""
+    """Validate the settings or exit with every problem, one per line, and the environment judged."""
     from config import INSTANCE_PATH, ConfigError, load_settings, read_environment
 
     try:
         return load_settings(read_environment(), INSTANCE_PATH / "dev-secret-key")
     except ConfigError as exc:
-        print("The responder cannot start; fix these settings (environment or .env):", file=sys.stderr)
+        print(f"The responder cannot start ({environment_judged()}); fix these settings:", file=sys.stderr)
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def environment_judged() -> str:
+    """Say which environment the settings are judged for, and which setting decided it."""
+    from dotenv import dotenv_values
+
+    for source, values in (("the environment", os.environ), (".env", dotenv_values(".env"))):
+        chosen = (values.get("RESPONDER_ENV") or "").strip()
+        if chosen:
+            return f"{chosen.lower()}: RESPONDER_ENV={chosen} in {source}"
+    return "production: RESPONDER_ENV is not set, and production is the default; set RESPONDER_ENV=development for development"
 
 
 def server_setting(name: str) -> str:
@@ -50,14 +63,11 @@ def worker_count() -> int:
 
 
 def metrics_dir() -> str:
-    """Return an empty folder for the workers' metrics files (PROMETHEUS_MULTIPROC_DIR, else a new one)."""
-    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip() or tempfile.mkdtemp(
-        prefix="sms-responder-metrics-"
-    )
-    os.makedirs(path, exist_ok=True)
-    for stale in Path(path).glob("*.db"):  # a previous run's counts are not this run's
-        stale.unlink()
-    return path
+    """Return the workers' metrics folder (PROMETHEUS_MULTIPROC_DIR, else a new one), this instance's alone."""
+    import metrics_folder
+
+    chosen = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
+    return metrics_folder.prepare(chosen, tempfile.gettempdir())
 
 
 def check_before_binding(server) -> None:
@@ -94,6 +104,17 @@ def yield_to_other_connections(worker, req, environ, resp) -> None:
     gevent.sleep(0)
 
 
+class JsonErrorLog(glogging.Logger):
+    """gunicorn's logger, its error log written as the service's JSON lines (gunicorn's logger_class)."""
+
+    def setup(self, cfg) -> None:
+        super().setup(cfg)
+        from logs import JsonFormatter
+
+        for handler in self.error_log.handlers:
+            handler.setFormatter(JsonFormatter())
+
+
 def webhook_url(settings) -> str:
     """Return the URL to give Twilio: PUBLIC_URL + /sms when set, else where this server listens."""
     return f"{settings.public_url or f'http://{settings.host}:{settings.port}'}/sms"
@@ -119,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     if mode == "check":
         checked = "checked" if settings.checks_signatures else "NOT checked"
+        print(f"environment {environment_judged()}")
+        for warning in settings.all_warnings:
+            print(f"warning: {warning}")
         print(
             f"settings OK ({settings.env}); signatures {checked}; serving on http://{settings.host}:{settings.port}"
         )

@@ -1,7 +1,8 @@
 """Flask's signed session cookie as the conversation store: compact, versioned, bound to its number pair.
 
 The cookie holds {"v": format, "p": keyed hash of (From, To), "n": count, "m": last MessageSid
-fingerprint}, signed by itsdangerous with its own timestamp, which `PERMANENT_SESSION_LIFETIME` bounds.
+fingerprint}, signed by itsdangerous with its own timestamp, which `PERMANENT_SESSION_LIFETIME` bounds;
+a timestamp a few minutes ahead (another instance's clock) is tolerated.
 """
 
 from __future__ import annotations
@@ -25,6 +26,13 @@ from itsdangerous.encoding import base64_encode
 
 COOKIE_NAME = "conversation"
 FORMAT_VERSION = 2  # 1 kept its own timestamp; the signature's timestamp does that now
+# Another instance's clock may run ahead (or an NTP step put this one back): a cookie stamped up to this
+# far in the future continues its conversation; further ahead, it is refused as `future`.
+MAX_CLOCK_SKEW_SECONDS = 300
+
+
+class SignedInTheFuture(SignatureExpired):
+    """A valid signature whose timestamp is further ahead of this clock than any skew explains."""
 
 
 class CompactJSON:
@@ -49,6 +57,20 @@ class CachedKeySigner(TimestampSigner):
         if key not in self.derived_keys:
             self.derived_keys[key] = super().derive_key(secret_key)
         return self.derived_keys[key]
+
+
+class SkewTolerantSigner(CachedKeySigner):
+    """The cached-key signer, accepting timestamps up to MAX_CLOCK_SKEW_SECONDS ahead of this clock."""
+
+    def unsign(self, signed_value: str | bytes, max_age: int | None = None, return_timestamp: bool = False):
+        value, signed_at = super().unsign(signed_value, return_timestamp=True)  # no max_age: no age checks
+        if max_age is not None:
+            age = self.get_timestamp() - int(signed_at.timestamp())
+            if age < -MAX_CLOCK_SKEW_SECONDS:
+                raise SignedInTheFuture(f"signed {-age} s ahead of this clock", payload=value)
+            if age > max_age:
+                raise SignatureExpired(f"Signature age {age} > {max_age} seconds", payload=value)
+        return (value, signed_at) if return_timestamp else value
 
 
 class PlainPayloadSerializer(URLSafeTimedSerializer):
@@ -118,7 +140,7 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
                 list(reversed(keys)),  # itsdangerous expects the current key last
                 salt=self.salt,
                 serializer=self.serializer,
-                signer=CachedKeySigner,  # same signatures as Flask's, fewer HMACs
+                signer=SkewTolerantSigner,  # same signatures as Flask's, fewer HMACs, clock skew allowed
                 signer_kwargs={"key_derivation": self.key_derivation, "digest_method": self.digest_method},
             )
         return self._serializers[keys]
@@ -143,6 +165,8 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
         max_age = int(app.permanent_session_lifetime.total_seconds())
         try:
             data = self.get_signing_serializer(app).loads(value, max_age=max_age)
+        except SignedInTheFuture:
+            return self.session_class(pair=pair, fresh="future")
         except SignatureExpired:
             return self.session_class(pair=pair, fresh="expired")
         except BadSignature:

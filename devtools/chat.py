@@ -33,6 +33,12 @@ EXPECTATIONS = {
     "!": ("blocked reply", "blocked"),
 }
 SCRIPT_MARKS = {"twilio": "=", "blocked": "!", "service": "<", "none": "<"}
+# What a 403 from a running server (--url) most likely means.
+PASS_SIGN_FOR = (
+    "; the server checks signatures against its PUBLIC_URL: pass --sign-for PUBLIC_URL/sms "
+    "(e.g. --sign-for https://sms.example.com/sms) and --token with its TWILIO_AUTH_TOKEN"
+)
+CHECK_SIGN_FOR = "; check that --sign-for is the server's PUBLIC_URL + /sms and --token its TWILIO_AUTH_TOKEN"
 HELP = "commands: /wait 4h  /media URL  /new-phone [+number]  /quit   (Ctrl-D quits too)"
 
 
@@ -71,7 +77,10 @@ class Phone:
             ) from None
         if reply.status != 200:
             detail = reply.body.decode("utf-8", "replace").strip().splitlines()[:1]
-            raise ChatError(f"the webhook answered HTTP {reply.status}: {' '.join(detail)}")
+            hint = ""
+            if reply.status == 403 and isinstance(self.twilio.transport, HttpTransport):
+                hint = CHECK_SIGN_FOR if self.twilio.sign_for else PASS_SIGN_FOR
+            raise ChatError(f"the webhook answered HTTP {reply.status}: {' '.join(detail)}{hint}")
         return reply
 
     def status_line(self, reply) -> str:
@@ -96,10 +105,12 @@ class Phone:
         self.clock.shift(parse_duration(duration))
 
 
-def build_phone(url: str | None, token: str | None, sender: str, to: str, clock, load_app=None) -> Phone:
-    """Connect a phone to a running server at `url`, or to the app `load_app()` builds in-process."""
+def build_phone(
+    url: str | None, token: str | None, sender: str, to: str, clock, load_app=None, sign_for: str = ""
+) -> Phone:
+    """Connect a phone to a running server at `url` (signing for `sign_for` if given), or to the app in-process."""
     if url:
-        twilio = Simulator(HttpTransport(), url, token=token or "")
+        twilio = Simulator(HttpTransport(), url, token=token or "", sign_for=sign_for)
         return Phone(twilio, clock, sender, to, target=url)
     app = load_app()
     logging.getLogger("responder").setLevel(logging.WARNING)  # the phone shows the replies instead
@@ -209,6 +220,12 @@ def run_script(phone: Phone, path: Path) -> int:
 @click.option("--to", default=DEFAULT_TO, show_default=True, help="The service's number.")
 @click.option("--url", default=None, help="Webhook URL of a running server (default: in-process app).")
 @click.option("--token", default=None, help="Twilio auth token to sign requests with.")
+@click.option(
+    "--sign-for",
+    default="",
+    metavar="URL",
+    help="With --url: sign for this URL instead (the server's PUBLIC_URL + /sms: a proxy or tunnel between).",
+)
 @click.option("--media", multiple=True, help="Media URL to attach to the first message.")
 @click.option(
     "--advanced-opt-out",
@@ -219,7 +236,7 @@ def run_script(phone: Phone, path: Path) -> int:
     "--script", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Conversation script."
 )
 @click.pass_context
-def chat_command(ctx, sender, to, url, token, media, advanced_opt_out, script):
+def chat_command(ctx, sender, to, url, token, sign_for, media, advanced_opt_out, script):
     """Text the webhook from a simulated phone (or play a conversation script)."""
     # The app `flask --app ...` names; without the flask command around it, the responder's own.
     info = ctx.ensure_object(ScriptInfo)
@@ -227,7 +244,7 @@ def chat_command(ctx, sender, to, url, token, media, advanced_opt_out, script):
         info.app_import_path = "responder"
     travel = time_machine.travel(time.time(), tick=True)  # /wait moves this process's clock
     try:
-        phone = build_phone(url, token, sender, to, travel.start(), load_app=info.load_app)
+        phone = build_phone(url, token, sender, to, travel.start(), load_app=info.load_app, sign_for=sign_for)
         phone.media = list(media)
         if advanced_opt_out:
             phone.twilio.advanced_opt_out = OptOutTexts()

@@ -206,6 +206,7 @@ class Simulator:
     transport: object
     url: str
     token: str = ""
+    sign_for: str = ""  # the URL Twilio was given, when the webhook is reached at another (a proxy, a tunnel)
     account_sid: str = field(default_factory=lambda: "AC" + secrets.token_hex(16))
     method: str = "POST"
     advanced_opt_out: OptOutTexts | None = None  # a Messaging Service with Advanced Opt-Out: sends OptOutType
@@ -263,14 +264,16 @@ class Simulator:
     def prepare(self, params: dict, cookie: str) -> tuple[str, dict, bytes]:
         """Return (url, headers, body) for one signed webhook request."""
         headers = {}
+        url, signed_url = self.url, self.sign_for or self.url
         if self.method == "GET":
-            separator = "&" if urlsplit(self.url).query else "?"
-            url, body, signed_params = self.url + separator + urlencode(params), b"", {}
+            query = urlencode(params)
+            url, signed_url = (u + ("&" if urlsplit(u).query else "?") + query for u in (url, signed_url))
+            body, signed_params = b"", {}
         else:
-            url, body, signed_params = self.url, urlencode(params).encode(), params
+            body, signed_params = urlencode(params).encode(), params
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         if self.token:
-            headers["X-Twilio-Signature"] = sign(self.token, url, signed_params)
+            headers["X-Twilio-Signature"] = sign(self.token, signed_url, signed_params)
         if cookie:
             headers["Cookie"] = cookie
         headers["User-Agent"] = "TwilioProxy/1.1"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import time_machine
@@ -16,14 +18,17 @@ from helpers import (  # noqa: F401 - the tests' numbers and keys, also reached 
     OTHER_SECRET,
     OTHER_SERVICE,
     PUBLIC_URL,
+    REPO,
     SECONDARY_TOKEN,
     SECRET,
     SERVICE,
     TOKEN,
     WEBHOOK_URL,
+    production_settings,
 )
 
 from config import VARIABLES
+from devtools.servers import Server, free_port
 from devtools.simulator import FlaskTransport, Simulator, StoredCookie
 from responder import create_app
 
@@ -117,3 +122,34 @@ def plant_cookie(phone: Simulator, sender: str, to: str, value: str, clock) -> N
 
 def cookie_of(phone: Simulator, sender: str, to: str) -> str:
     return phone.jars[(sender, to)][COOKIE].value
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Start a server command with production settings on a free port of 127.0.0.1; stop it afterwards."""
+    servers = []
+
+    def start(command: list[str], prefix: tuple[str, ...] = (), **settings: str) -> Server:
+        port = free_port()
+        env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "WEB_CONCURRENCY": "2"}
+        env |= production_settings(f"http://127.0.0.1:{port}", HOST="127.0.0.1", PORT=str(port), **settings)
+        log_path = tmp_path / f"server-{len(servers)}.log"
+        server = Server([*prefix, *command], env, port, log_path, tmp_path)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def production_server(start_server):
+    """Start `gunicorn -c gunicorn.conf.py` (what `make serve` runs) with production settings."""
+
+    def start(prefix: tuple[str, ...] = (), **settings: str) -> Server:
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        return start_server([gunicorn, "-c", str(REPO / "gunicorn.conf.py")], prefix, **settings)
+
+    return start

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devtools.simulator import Reply, Simulator
+from devtools.simulator import HttpTransport, Reply, Simulator
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "localhost/sms-responder:0.2.0"  # the tag deploy/kubernetes names
@@ -143,3 +143,8 @@ def require(tool: str, install: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(why)
     pytest.skip(why)
+
+
+def phone_at(port: int) -> Simulator:
+    """A simulated Twilio posting webhooks to a server on 127.0.0.1:port, signed for that URL."""
+    return Simulator(HttpTransport(), f"http://127.0.0.1:{port}/sms", token=TOKEN)

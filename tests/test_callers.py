@@ -1,5 +1,7 @@
 """The caller directory: parsing, normalisation to E.164, and errors that name file and line."""
 
+import os
+
 import pytest
 
 from callers import DirectoryError, load_directory, parse_directory, to_e164
@@ -90,3 +92,116 @@ def test_a_duplicate_row_keeps_the_first_and_every_row_after_it():
     directory = parse_directory(lines, "callers.csv", "US")
     assert directory.names == {"+15005550101": "Ada", "+15005550102": "Bob", "+15005550103": "Cy"}
     assert directory.warnings == ("callers.csv:3: duplicate of line 2 (+1500555****); keeping the first",)
+
+
+def test_every_bad_row_is_reported_with_its_line_number():
+    lines = ["number,name", "+15005550101,Ada", "call me,Bob", "+15005550102,", "+15005550103,Cy", "12,Dee"]
+    with pytest.raises(DirectoryError) as caught:
+        parse_directory(lines, "callers.csv", "US")
+    assert [p.split(" ", 1)[0] for p in caught.value.problems] == [
+        "callers.csv:3:",
+        "callers.csv:4:",
+        "callers.csv:6:",
+    ]
+    assert str(caught.value) == "; ".join(caught.value.problems)
+
+
+def test_after_ten_bad_rows_the_rest_are_counted():
+    with pytest.raises(DirectoryError) as caught:
+        parse_directory(["number,name"] + ["nonsense,Bob"] * 25, "callers.csv", "US")
+    assert len(caught.value.problems) == 11
+    assert caught.value.problems[9].startswith("callers.csv:11:")
+    assert caught.value.problems[10] == "callers.csv: 15 more bad rows"
+
+
+def test_a_file_rewritten_while_it_is_read_is_not_accepted(tmp_path, monkeypatch):
+    import builtins
+
+    import callers
+
+    path = tmp_path / "callers.csv"
+    path.write_text("number,name\n+15005550101,Ada\n")
+
+    def open_while_an_editor_writes(file, mode="r", *args, **kwargs):
+        f = builtins.open(file, mode, *args, **kwargs)  # noqa: SIM115 - load_directory closes it
+        read = f.read
+
+        def read_then_append(*a):
+            data = read(*a)
+            with builtins.open(file, "a") as editor:
+                editor.write("+15005550102,Bob\n")
+            return data
+
+        f.read = read_then_append
+        return f
+
+    monkeypatch.setattr(callers, "open", open_while_an_editor_writes, raising=False)
+    with pytest.raises(callers.FileChanging, match="changed while it was read"):
+        load_directory(path, "US")
+    monkeypatch.undo()
+    assert len(load_directory(path, "US")) == 2
+
+
+def test_an_in_place_rewrite_is_never_served_half_written(tmp_path):
+    import threading
+    import time
+
+    from callers import WatchedDirectory
+
+    path = tmp_path / "callers.csv"
+    rows = [f"+1500555{i:04d},Person {i}" for i in range(400)]
+    path.write_text("\n".join(["number,name", *rows]) + "\n")
+    watched = WatchedDirectory(str(path), "US", load_directory(path, "US"))
+    done = threading.Event()
+
+    def editor():  # rewrites the file in place, half of it at a time, as a slow editor or `cat` does
+        while not done.is_set():
+            with path.open("w") as f:
+                f.write("\n".join(["number,name", *rows[:200]]) + "\n")
+                f.flush()
+                time.sleep(0.005)
+                f.write("\n".join(rows[200:]) + "\n")
+
+    writing = threading.Thread(target=editor)
+    writing.start()
+    sizes = set()
+    try:
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            watched.check()
+            sizes.add(len(watched.directory))
+    finally:
+        done.set()
+        writing.join()
+    assert sizes == {400}
+    old = time.time() - 2
+    os.utime(path, (old, old))  # the editor has finished: the file settles
+    path.write_text(path.read_text().replace("Person 7\n", "Person Seven\n"))
+    os.utime(path, (old, old))
+    watched.check()
+    assert watched.directory.name_for("+15005550007", "") == "Person Seven" and not watched.problem
+
+
+def test_a_large_directory_is_reloaded_in_the_background_while_the_old_one_serves(tmp_path, monkeypatch):
+    import threading
+    import time
+
+    import callers
+
+    path = tmp_path / "callers.csv"
+    rows = [f"+1500555{i:04d},Person {i}" for i in range(1000)]  # about 24 KiB
+    path.write_text("\n".join(["number,name", *rows]) + "\n")
+    watched = callers.WatchedDirectory(str(path), "US", load_directory(path, "US"))
+    path.write_text("\n".join(["number,name", *rows[:999], "+15005550999,Somebody Else"]) + "\n")
+    old = time.time() - 2
+    os.utime(path, (old, old))
+    may_finish = threading.Event()
+    real_load = callers.load_directory
+    monkeypatch.setattr(callers, "load_directory", lambda *a: may_finish.wait(10) and real_load(*a))
+    watched.check()
+    assert watched.thread is not None and watched.thread.is_alive()
+    assert watched.directory.name_for("+15005550999", "") == "Person 999"  # meanwhile: the previous one
+    watched.check()  # a second check while the first reload runs starts no other
+    may_finish.set()
+    watched.thread.join(10)
+    assert watched.directory.name_for("+15005550999", "") == "Somebody Else"

@@ -158,3 +158,37 @@ def test_the_in_process_phone_signs_for_public_url_when_it_is_set(development, m
     script.write_text("> hello\n< welcome!\n")
     result = chat("--script", str(script))
     assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def server_behind_a_public_url(tmp_path_factory):
+    env = {**production_env(1), "PUBLIC_URL": "https://sms.example.com"}  # as behind a proxy or a tunnel
+    with running_server("serve", env, tmp_path_factory.mktemp("proxied") / "server.log") as server:
+        yield f"http://127.0.0.1:{server.port}/sms"
+
+
+@pytest.mark.server
+def test_a_403_from_a_server_with_public_url_says_to_sign_for_it(server_behind_a_public_url, tmp_path):
+    script = tmp_path / "hello.chat"
+    script.write_text("> hello\n")
+    result = chat("--script", str(script), "--url", server_behind_a_public_url, "--token", TOKEN)
+    assert result.exit_code == 1 and "the webhook answered HTTP 403" in result.output
+    assert "checks signatures against its PUBLIC_URL: pass --sign-for PUBLIC_URL/sms" in result.output
+
+
+@pytest.mark.server
+def test_sign_for_reaches_a_server_that_checks_signatures_for_its_public_url(
+    server_behind_a_public_url, tmp_path
+):
+    script = tmp_path / "hello.chat"
+    script.write_text("> hello\n< welcome!\n> again\n< message #2\n")
+    result = chat(
+        "--script", str(script), "--url", server_behind_a_public_url, "--token", TOKEN,
+        "--sign-for", "https://sms.example.com/sms",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    wrong = chat(
+        "--script", str(script), "--url", server_behind_a_public_url, "--token", TOKEN,
+        "--sign-for", "https://sms.example.com/other",
+    )  # fmt: skip
+    assert wrong.exit_code == 1 and "check that --sign-for is the server's PUBLIC_URL + /sms" in wrong.output

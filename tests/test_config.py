@@ -284,3 +284,168 @@ def test_default_region_and_host_are_read(tmp_path):
     )
     assert settings.default_region == "GB" and settings.host == "0.0.0.0"
     assert settings.directory.names == {"+442079460018": "Ada"}
+
+
+@pytest.mark.parametrize(
+    ("url", "advice"),
+    [
+        ("https://<your-host>", "<placeholder>"),
+        ("https://sms example.com", "whitespace"),
+        ("https://sms.example.com:abc", "the port must be a number"),
+        ("https://sms.example.com:0", "the port must be a number"),
+        ("https://sms.example.com:", "the port must be a number"),
+        ("https://sms_example!.com", "is not a host name"),
+        ("https://sms..example.com", "is not a host name"),
+        ("https://sms.example.com/sms", "drop /sms"),
+        ("https://sms.example.com/twilio/sms/", "drop /sms"),
+    ],
+)
+def test_a_public_url_that_would_refuse_every_webhook_is_refused_saying_why(tmp_path, url, advice):
+    (problem,) = problems({**GOOD, "PUBLIC_URL": url}, tmp_path)
+    assert problem.startswith(f"PUBLIC_URL={url.rstrip('/')!r}") and advice in problem
+
+
+def test_a_public_url_ending_in_sms_is_refused_with_the_value_to_set(tmp_path):
+    (problem,) = problems({**GOOD, "PUBLIC_URL": "https://sms.example.com/sms"}, tmp_path)
+    assert "PUBLIC_URL=https://sms.example.com for the webhook https://sms.example.com/sms" in problem
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://[2001:db8::1]:8443", "https://10.0.0.7", "https://bücher.example", "https://x.example/staging",
+     "https://sms.example.com/smsgateway", "https://localhost:5000"],
+)  # fmt: skip
+def test_ip_addresses_international_names_and_path_prefixes_are_accepted(tmp_path, url):
+    assert load_settings({**GOOD, "PUBLIC_URL": url}, tmp_path / "k").public_urls == (url,)
+
+
+def test_plain_http_in_production_draws_a_warning_and_not_in_development(tmp_path):
+    env = {**GOOD, "PUBLIC_URL": "https://sms.example.com,http://sms.example.net"}
+    (warning,) = load_settings(env, tmp_path / "k").warnings
+    assert warning.startswith("PUBLIC_URL='http://sms.example.net' is plain http") and "https://" in warning
+    development = {**env, "RESPONDER_ENV": "development"}
+    assert not [w for w in load_settings(development, tmp_path / "k").warnings if "PUBLIC_URL" in w]
+
+
+def test_every_bad_row_of_the_caller_directory_is_its_own_problem(tmp_path):
+    bad = tmp_path / "callers.csv"
+    bad.write_text("number,name\nnonsense,Bob\n+15005550101,Ada\n+15005550102,\n")
+    found = problems({**GOOD, "CALLERS_FILE": str(bad)}, tmp_path)
+    assert [p.split(" ")[1].rsplit(":", 2)[1] for p in found] == ["2", "4"]
+    assert all(p.startswith("CALLERS_FILE: ") for p in found)
+
+
+def test_duplicate_rows_are_among_the_warnings_make_check_prints(tmp_path):
+    directory = tmp_path / "callers.csv"
+    directory.write_text("number,name\n+15005550101,Ada\n+15005550101,Ada again\n")
+    env = {**GOOD, "PUBLIC_URL": "http://sms.example.com", "CALLERS_FILE": str(directory)}
+    settings = load_settings(env, tmp_path / "k")
+    assert [w.split(" ")[0] for w in settings.all_warnings] == [
+        "PUBLIC_URL='http://sms.example.com'",
+        "CALLERS_FILE:",
+    ]
+    assert (
+        settings.all_warnings[1]
+        == f"CALLERS_FILE: {directory}:3: duplicate of line 2 (+1500555****); keeping the first"
+    )
+
+
+def caller_directory(tmp_path, text):
+    path = tmp_path / "callers.csv"
+    path.write_text(text)
+    return path
+
+
+def test_a_worker_that_boots_after_a_bad_edit_serves_the_last_good_directory(
+    make_app, make_phone, tmp_path, caplog
+):
+    directory = caller_directory(tmp_path, "number,name\n+15005550101,Ada\n")
+    make_app(CALLERS_FILE=str(directory))  # the instance's first worker
+    directory.write_text("number,name\n+15005550101,Ada\nnonsense,Bob\n+15005550102,\n")
+    caplog.set_level("WARNING", logger="responder")
+    booted = make_app(CALLERS_FILE=str(directory))  # a worker that replaces one (OOM kill, crash, SIGHUP)
+    assert make_phone(booted).send("hi", "+15005550101", "+15005550199").text.startswith("Hi Ada,")
+    ready = booted.test_client().get("/readyz")
+    assert ready.status_code == 200 and ready.get_json()["callers"] == 1
+    assert "callers.csv:3: not a phone number" in ready.get_json()["warnings"]["caller_directory"]
+    (warning,) = [r.getMessage() for r in caplog.records if "last good copy" in r.getMessage()]
+    assert ":3: not a phone number" in warning and ":4: the name is empty" in warning
+    assert warning.endswith("serving the last good copy (entries: 1) until it is fixed")
+    metrics = booted.test_client().get("/metrics").get_data(as_text=True).splitlines()
+    assert "responder_caller_directory_reload_failures_total 1.0" in metrics
+
+
+def test_a_new_worker_boots_from_the_newest_good_version_another_worker_loaded(
+    make_app, make_phone, clock, tmp_path
+):
+    from conftest import rewrite
+
+    directory = caller_directory(tmp_path, "number,name\n+15005550101,Ada\n")
+    first = make_app(CALLERS_FILE=str(directory))
+    rewrite(directory, "number,name\n+15005550101,Grace\n", clock)
+    clock.advance(6)
+    assert make_phone(first).send("hi", "+15005550101", "+15005550199").text.startswith("Hi Grace,")
+    directory.write_text("number,name\nnonsense,Bob\n")
+    booted = make_app(CALLERS_FILE=str(directory))
+    assert make_phone(booted).send("hi", "+15005550101", "+15005550199").text.startswith("Hi Grace,")
+
+
+def test_a_deleted_directory_leaves_new_workers_on_the_last_good_copy(make_app, tmp_path):
+    directory = caller_directory(tmp_path, "number,name\n+15005550101,Ada\n")
+    make_app(CALLERS_FILE=str(directory))
+    directory.unlink()
+    ready = make_app(CALLERS_FILE=str(directory)).test_client().get("/readyz").get_json()
+    assert (
+        ready["callers"] == 1 and "cannot read the caller directory" in ready["warnings"]["caller_directory"]
+    )
+
+
+def test_the_check_at_start_up_still_refuses_a_bad_directory_after_a_good_one_was_served(make_app, tmp_path):
+    directory = caller_directory(tmp_path, "number,name\n+15005550101,Ada\n")
+    make_app(CALLERS_FILE=str(directory))
+    directory.write_text("number,name\nnonsense,Bob\n")
+    (problem,) = problems({**GOOD, "CALLERS_FILE": str(directory)}, tmp_path)
+    assert problem.startswith(f"CALLERS_FILE: {directory}:2: not a phone number")
+
+
+def test_a_last_good_copy_serves_only_the_file_it_was_taken_from(make_app, tmp_path):
+    directory = caller_directory(tmp_path, "number,name\n+15005550101,Ada\n")
+    make_app(CALLERS_FILE=str(directory))
+    other = tmp_path / "other.csv"
+    other.write_text("number,name\nnonsense,Bob\n")
+    with pytest.raises(ConfigError, match=r"other\.csv:2: not a phone number"):
+        make_app(CALLERS_FILE=str(other))
+
+
+def test_the_last_good_copy_is_private_and_replaced_whole(tmp_path, monkeypatch):
+    from callers import LAST_GOOD_NAME, Directory, LastGood
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    kept = LastGood.default(tmp_path / "instance")
+    assert kept.path == tmp_path / "metrics" / LAST_GOOD_NAME  # the server run's own folder
+    kept.save("callers.csv", Directory(text="number,name\n+15005550101,Ada\n"))
+    kept.save("callers.csv", Directory(text="number,name\n+15005550101,Grace\n"))
+    assert stat.S_IMODE(kept.path.stat().st_mode) == 0o600
+    assert os.listdir(kept.path.parent) == [LAST_GOOD_NAME]  # no temporary file left behind
+    assert kept.load("callers.csv", "US").names == {"+15005550101": "Grace"}
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    assert LastGood.default(tmp_path / "instance").path == tmp_path / "instance" / LAST_GOOD_NAME
+
+
+def test_a_last_good_copy_that_cannot_be_written_only_warns(tmp_path, caplog):
+    from callers import Directory, LastGood
+
+    (tmp_path / "not-a-folder").write_text("")
+    kept = LastGood(tmp_path / "not-a-folder" / "copy.json")
+    kept.save("callers.csv", Directory(text="number,name\n+15005550101,Ada\n"))
+    assert kept.load("callers.csv", "US") is None
+    assert "no last good copy kept at" in caplog.text
+
+
+def test_a_copied_env_example_leaves_make_run_in_development_and_serve_in_production(tmp_path):
+    from live_server import REPO
+
+    (tmp_path / ".env").write_text((REPO / ".env.example").read_text())  # cp .env.example .env
+    environment = read_environment()
+    assert "RESPONDER_ENV" not in environment  # make run then picks development, make serve production
+    assert load_settings({**environment, **GOOD, "RESPONDER_ENV": ""}, tmp_path / "k").is_production

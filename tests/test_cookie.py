@@ -49,8 +49,11 @@ def bad_cookies(app, make_app, phone, clock):
     bob_phone_cookie = forged(app, payload(good))  # valid, but bound to Alice's pair
     clock.advance(-14401)  # signed just over the idle limit ago: the signature's own timestamp says so
     expired = forged(app, payload(good))
-    clock.advance(14401)
+    clock.advance(14401 + 301)  # signed by an instance whose clock runs just over 5 minutes ahead
+    future = forged(app, payload(good))
+    clock.advance(-301)
     return {
+        "from the future": ("future", future),
         "tampered": ("bad_signature", tampered),
         "foreign key": ("bad_signature", foreign),
         "expired": ("expired", expired),
@@ -64,7 +67,7 @@ def bad_cookies(app, make_app, phone, clock):
 
 
 @pytest.mark.parametrize(
-    "case", ["tampered", "foreign key", "expired", "other pair", "old format", "older version", "wrong types",
+    "case", ["tampered", "foreign key", "expired", "from the future", "other pair", "old format", "older version", "wrong types",
              "garbage", "not a mapping"])  # fmt: skip
 def test_a_bad_cookie_starts_a_fresh_conversation_and_says_why(
     app, make_app, twilio, clock, webhook_log, case
@@ -96,6 +99,29 @@ def test_idle_expiry_restarts_the_conversation(twilio, clock):
     assert "#4" in twilio.send("still here", ALICE, SERVICE).text  # the idle clock restarted with #3
     clock.advance(14400 + 1)
     assert twilio.send("back after a while", ALICE, SERVICE).text == GREETING
+
+
+def test_a_cookie_from_a_clock_up_to_five_minutes_ahead_continues_the_conversation(
+    twilio, clock, webhook_log
+):
+    talk(twilio, 2)
+    clock.advance(-300)  # this instance's clock runs 5 minutes behind the one that signed the cookie
+    assert twilio.send("from a slower instance", ALICE, SERVICE).text.endswith(
+        "message #3 in our conversation."
+    )
+    assert "fresh" not in webhook_log()[-1]
+    clock.advance(-1)  # the reply's cookie was signed by this clock: a second more is still fine
+    assert "#4" in twilio.send("still here", ALICE, SERVICE).text
+
+
+def test_a_cookie_from_further_ahead_starts_fresh_with_a_warning_and_is_counted(twilio, app, clock, caplog):
+    talk(twilio, 2)
+    clock.advance(-301)
+    assert twilio.send("from far ahead", ALICE, SERVICE).text == GREETING
+    (line,) = [r for r in caplog.records if getattr(r, "webhook", {}).get("fresh") == "future"]
+    assert line.levelname == "WARNING" and line.webhook["count"] == 1
+    metrics = app.test_client().get("/metrics").get_data(as_text=True).splitlines()
+    assert 'responder_conversations_fresh_total{reason="future"} 1.0' in metrics
 
 
 def test_idle_expiry_is_enforced_by_the_server_too(make_app, make_phone, clock, webhook_log):

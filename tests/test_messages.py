@@ -95,7 +95,8 @@ def test_logging_goes_to_stderr_as_json_in_production_and_text_in_development(mo
     assert logs.log.level == logging.INFO and logs.log.propagate is True
     if production:
         assert logging._srcfile is None
-        assert logging.logThreads is logging.logProcesses is logging.logMultiprocessing is False
+        assert logging.logThreads is logging.logMultiprocessing is False
+        assert logging.logProcesses is True  # gunicorn's error log prints the process id
     logs.configure_logging(not production)  # once configured, a second call changes nothing
     assert logs.log.handlers == [handler]
 

@@ -1,10 +1,22 @@
-"""/metrics: Prometheus text, exact counts by outcome and fresh reason, no numbers, bodies or names."""
+"""/metrics: Prometheus text, exact counts by outcome and fresh reason, no numbers, bodies or names.
+
+And the workers' metrics folder (metrics_folder.py): what start-up removes, what exit removes, and a worker
+that cannot write there, which answers webhooks all the same.
+"""
+
+import logging
+import os
+import tempfile
+from pathlib import Path
 
 import pytest
 from conftest import ALICE, BOB, SERVICE, plant_cookie, rewrite
+from helpers import GREETING
 from prometheus_client.parser import text_string_to_metric_families
 
-from metrics import outcome_label
+import metrics_folder
+import serve
+from metrics import Metrics, outcome_label
 
 
 def samples(app) -> dict[tuple[str, tuple], float]:
@@ -63,7 +75,7 @@ def test_a_failed_directory_reload_is_counted(make_app, clock, tmp_path):
     app = make_app(CALLERS_FILE=str(directory))
     rewrite(directory, "number,name\nnot-a-number,Ada\n", clock)
     clock.advance(10)
-    assert app.test_client().get("/readyz").status_code == 503
+    assert app.test_client().get("/readyz").status_code == 200  # the previous directory still serves
     found = samples(app)
     assert count(found, "responder_caller_directory_reload_failures_total") == 1
     assert count(found, "responder_caller_directory_entries") == 1  # the previous directory is kept
@@ -76,3 +88,71 @@ def test_a_failed_directory_reload_is_counted(make_app, clock, tmp_path):
 )  # fmt: skip
 def test_log_outcomes_become_labels(outcome, label):
     assert outcome_label(outcome) == label
+
+
+@pytest.fixture
+def master(monkeypatch, tmp_path):
+    """Play the server's master: serve.metrics_dir() with temporary folders in tmp_path, let go of afterwards."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    yield serve.metrics_dir
+    metrics_folder.remove_if_ours(None)
+
+
+def test_start_up_removes_the_metrics_files_of_a_previous_run_and_nothing_else(master, monkeypatch, tmp_path):
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    previous_run = {"counter_812.db", "histogram_812.db", "gauge_livemostrecent_812.db"}
+    others = {"backup.db", "gauge_liveall_812.db", "counter_notes.db", "caller-directory.last-good.json"}
+    for name in previous_run | others:
+        (folder / name).write_text("kept?")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(folder))
+
+    assert master() == str(folder)
+    assert set(os.listdir(folder)) == others
+
+
+def test_the_folder_made_when_none_is_set_is_removed_at_exit_and_a_set_one_is_kept(
+    master, monkeypatch, tmp_path
+):
+    made = Path(master())
+    assert made.parent == tmp_path and made.name.startswith("sms-responder-metrics-")
+    (tmp_path / "set").mkdir()
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "set"))
+    master()
+    (made / "counter_812.db").write_text("")
+
+    metrics_folder.remove_if_ours(None)  # gunicorn's on_exit
+    assert os.listdir(tmp_path) == ["set"]
+
+
+def test_a_worker_has_its_metrics_files_space_on_disk_before_anything_is_counted(monkeypatch, tmp_path):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    Metrics()
+    pid = os.getpid()
+    names = {f"counter_{pid}.db", f"histogram_{pid}.db", f"gauge_livemostrecent_{pid}.db"}
+    assert set(os.listdir(tmp_path)) == names
+    for name in names:
+        found = (tmp_path / name).stat()
+        assert found.st_size == metrics_folder.RESERVED_BYTES  # prometheus_client's size: it maps it as it is
+        assert found.st_blocks * 512 >= found.st_size, (
+            f"{name} is sparse: its first write on a full disk is a SIGBUS"
+        )
+
+
+def test_a_worker_whose_metrics_folder_cannot_be_written_answers_webhooks_and_says_why_on_metrics(
+    make_app, make_phone, monkeypatch, tmp_path, caplog
+):
+    missing = tmp_path / "gone" / "metrics"
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(missing))
+    app = make_app()
+    phone = make_phone(app)
+
+    assert phone.send("hello", ALICE, SERVICE).text == GREETING
+    assert phone.send("STOP", ALICE, SERVICE).status == 200
+    answer = app.test_client().get("/metrics")
+    assert answer.status_code == 503 and answer.mimetype == "text/plain"
+    text = answer.get_data(as_text=True)
+    assert f"metrics are off in this worker: PROMETHEUS_MULTIPROC_DIR={missing} cannot be written" in text
+    warnings = [r for r in caplog.records if r.name == "responder" and "metrics are off" in r.getMessage()]
+    assert [r.levelno for r in warnings] == [logging.WARNING]  # one, however many webhooks follow

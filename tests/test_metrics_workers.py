@@ -1,18 +1,25 @@
-"""/metrics across the production server's workers: every scrape sums them all, a restart loses nothing."""
+"""/metrics across the production server's workers: every scrape sums them all, a restart loses nothing.
+
+The workers' folder is one instance's: a second one started on it is refused, and the folder made for a
+run when PROMETHEUS_MULTIPROC_DIR is not set is removed when the server stops.
+"""
 
 import http.client
 import os
 import signal
+import sys
 import time
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from conftest import SECRET, SERVICE, TOKEN
+from helpers import REPO, production_settings
 from live_server import running_server
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools.servers import wait_until
-from devtools.simulator import Simulator, sign
+from devtools.servers import Server, free_port, wait_until
+from devtools.simulator import HttpTransport, Simulator, sign
 
 pytestmark = pytest.mark.server
 
@@ -75,3 +82,50 @@ def test_counts_are_exact_on_every_scrape_and_survive_a_worker_restart(tmp_path)
         time.sleep(0.5)
         for _ in range(5):
             assert webhook_counts(server.port) == expected
+
+
+def gunicorn(tmp_path: Path, name: str, **extra: str) -> Server:
+    """Spawn `gunicorn -c gunicorn.conf.py` with production settings on a free port; return at once."""
+    port = free_port()
+    settings = production_settings(f"http://127.0.0.1:{port}", HOST="127.0.0.1", PORT=str(port), **extra)
+    env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "WEB_CONCURRENCY": "2", **settings}
+    command = [str(Path(sys.executable).parent / "gunicorn"), "-c", str(REPO / "gunicorn.conf.py")]
+    server = Server(command, env, port, tmp_path / f"{name}.log", tmp_path)
+    server.spawn()
+    return server
+
+
+def send_hellos(server: Server, n: int) -> None:
+    phone = Simulator(HttpTransport(), f"http://127.0.0.1:{server.port}/sms", token=TOKEN)
+    for i in range(n):
+        assert phone.send("hello", f"+1500555{i:04d}", SERVICE).status == 200
+
+
+def test_a_second_instance_on_the_same_metrics_folder_is_refused_and_the_first_keeps_its_counts(tmp_path):
+    folder = tmp_path / "metrics"
+    first = gunicorn(tmp_path, "first", PROMETHEUS_MULTIPROC_DIR=str(folder))
+    try:
+        first.wait_healthy(timeout=20)
+        send_hellos(first, 3)
+        second = gunicorn(tmp_path, "second", PROMETHEUS_MULTIPROC_DIR=str(folder))
+        assert second.wait_stopped(grace=20) == 2, "the second instance started"
+        refusal = second.log_path.read_text()
+        assert f"PROMETHEUS_MULTIPROC_DIR={folder} is in use by another running instance" in refusal
+        assert "give each instance its own folder" in refusal
+        assert webhook_counts(first.port) == {"reply": 3}
+    finally:
+        first.stop()
+
+
+def test_the_metrics_folder_made_for_a_run_is_removed_when_the_server_stops(tmp_path):
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    server = gunicorn(tmp_path, "server", TMPDIR=str(temp))  # no PROMETHEUS_MULTIPROC_DIR
+    try:
+        server.wait_healthy(timeout=20)
+        send_hellos(server, 1)
+        (made,) = temp.glob("sms-responder-metrics-*")
+        assert {p.name.split("_")[0] for p in made.glob("*.db")} == {"counter", "histogram", "gauge"}
+    finally:
+        assert server.stop() == 0
+    assert not made.exists(), "left behind: gunicorn.conf.py needs on_exit = metrics_folder.remove_if_ours"

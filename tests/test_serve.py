@@ -13,11 +13,11 @@ pytestmark = pytest.mark.server
 GOOD = {"SECRET_KEY": SECRET, "TWILIO_AUTH_TOKEN": TOKEN, "PUBLIC_URL": "https://sms.example.com"}
 
 
-def serve(mode, env):
+def serve(mode, env, cwd=REPO):
     full = {"PATH": os.environ.get("PATH", ""), **env}
     return subprocess.run(
         [sys.executable, str(REPO / "serve.py"), mode],
-        cwd=REPO,
+        cwd=cwd,
         env=full,
         capture_output=True,
         text=True,
@@ -59,3 +59,26 @@ def test_web_concurrency_is_read_from_dot_env_like_every_setting(tmp_path, monke
     assert serve.worker_count() == 3
     monkeypatch.setenv("WEB_CONCURRENCY", "2")  # the environment wins, as for the others
     assert serve.worker_count() == 2
+
+
+def test_check_says_which_environment_it_judged_and_which_setting_decided(tmp_path):
+    (tmp_path / ".env").write_text(f"PUBLIC_URL=https://sms.example.com\nTWILIO_AUTH_TOKEN={TOKEN}\n")
+    judged_by_default = serve("check", {}, cwd=tmp_path)
+    assert judged_by_default.returncode == 2
+    assert (
+        "(production: RESPONDER_ENV is not set, and production is the default; set RESPONDER_ENV=development"
+        in (judged_by_default.stderr)
+    )
+    (tmp_path / ".env").write_text(f"RESPONDER_ENV=development\nTWILIO_AUTH_TOKEN={TOKEN}\n")
+    development = serve("check", {}, cwd=tmp_path)
+    assert development.returncode == 0
+    assert "environment development: RESPONDER_ENV=development in .env\n" in development.stdout
+
+
+def test_check_prints_the_settings_warnings(tmp_path):
+    directory = tmp_path / "callers.csv"
+    directory.write_text("number,name\n+15005550101,Ada\n+1 500 555 0101,Ada again\n")
+    result = serve("check", {**GOOD, "PUBLIC_URL": "http://sms.example.com", "CALLERS_FILE": str(directory)})
+    assert result.returncode == 0
+    assert "warning: PUBLIC_URL='http://sms.example.com' is plain http" in result.stdout
+    assert "warning: CALLERS_FILE: " in result.stdout and "duplicate of line 2" in result.stdout

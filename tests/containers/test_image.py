@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import pytest
-from helpers import ALICE, GREETING, HARDENED, REPO, SERVICE, TOKEN, gunicorn_setting, stop_during_webhook
+from helpers import (
+    ALICE,
+    GREETING,
+    HARDENED,
+    REPO,
+    SERVICE,
+    gunicorn_setting,
+    phone_at,
+    stop_during_webhook,
+)
 
 from devtools.servers import http_status
 from devtools.simulator import HttpTransport, Simulator
 
 pytestmark = [pytest.mark.server, pytest.mark.container]
-
-
-def phone_for(container) -> Simulator:
-    return Simulator(HttpTransport(), f"http://127.0.0.1:{container.port}/sms", token=TOKEN)
 
 
 def test_the_image_ships_the_service_modules_and_nothing_else(podman, image):
@@ -27,7 +32,7 @@ def test_a_hardened_container_answers_probes_and_keeps_a_conversation(start_cont
     container = start_container(*HARDENED)
     assert http_status(container.port, "/healthz") == 200
     assert http_status(container.port, "/readyz") == 200
-    phone = phone_for(container)
+    phone = phone_at(container.port)
     assert phone.send("hello", ALICE, SERVICE).text.startswith("Hi Friend, welcome!")
     assert phone.send("again", ALICE, SERVICE).text.endswith("message #2 in our conversation.")
     forged = Simulator(HttpTransport(), phone.url, token="f" * 32)
@@ -61,7 +66,9 @@ def test_without_production_settings_the_container_exits_naming_each_missing_set
 
 def test_podman_stop_answers_the_webhook_in_flight_and_exits_0_within_8_seconds(start_container):
     container = start_container(*HARDENED)
-    shutdown = stop_during_webhook(container.port, phone_for(container), lambda: container.stop(timeout=10))
+    shutdown = stop_during_webhook(
+        container.port, phone_at(container.port), lambda: container.stop(timeout=10)
+    )
     assert shutdown.in_flight == (200, GREETING)
     assert shutdown.idle_closed_at_once, "an idle connection held the worker until graceful_timeout"
     assert shutdown.exit_code == 0 and shutdown.seconds < min(8, gunicorn_setting("graceful_timeout"))
@@ -70,6 +77,6 @@ def test_podman_stop_answers_the_webhook_in_flight_and_exits_0_within_8_seconds(
 def test_on_cloud_run_terms_it_listens_on_0000_at_port_and_stops_within_10_seconds(start_container):
     container = start_container(HOST="", K_SERVICE="sms-responder")  # Cloud Run sets PORT, not HOST
     assert f"production server on http://0.0.0.0:{container.port}," in container.logs()
-    assert phone_for(container).send("hello", ALICE, SERVICE).text == GREETING
+    assert phone_at(container.port).send("hello", ALICE, SERVICE).text == GREETING
     seconds, exit_code = container.stop(timeout=10)
     assert exit_code == 0 and seconds < 10

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import time
+from contextlib import ExitStack, suppress
 
 import pytest
 from helpers import HalfSentWebhook, gunicorn_setting
@@ -177,3 +179,28 @@ def test_nginx_refuses_hosts_other_than_the_public_one(cluster):
     assert http_status(cluster.nginx.port, "/healthz", host="sms.example.com") == 200
     with pytest.raises(OSError):  # 444: nginx closes the connection without an answer
         http_status(cluster.nginx.port, "/healthz", host="evil.example.net")
+
+
+def test_a_flood_of_trickling_bodies_from_one_address_leaves_webhooks_answered(cluster):
+    """One address holding 2,100 trickling webhooks gets limit_conn's share; Twilio's traffic goes on."""
+    refused = 0
+    with ExitStack() as stack:
+        held = []
+        for _ in range(2100):
+            sock = stack.enter_context(socket.socket())
+            sock.settimeout(5)
+            sock.bind(("127.0.0.2", 0))  # the flood's own address; Twilio's traffic comes from 127.0.0.1
+            sock.connect(("127.0.0.1", cluster.nginx.port))
+            sock.sendall(
+                b"POST /sms HTTP/1.1\r\nHost: sms.example.com\r\nContent-Length: 1000\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n\r\nF"
+            )
+            held.append(sock)
+        for sock in held:
+            with suppress(OSError):
+                refused += sock.recv(12).startswith(b"HTTP/1.1 429")
+        traffic = cluster.conversations(pairs=20, messages=5, workers=4)
+        traffic.join(60)
+    print(f"nginx refused {refused} of 2,100 trickling connections from one address with 429")
+    assert refused >= 2100 - 200
+    assert traffic.sent == 100 and not traffic.problems, traffic.summary()
