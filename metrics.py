@@ -55,6 +55,8 @@ class Metrics:
         folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
         self.is_multiprocess = bool(folder)
         self.off = ""  # why this process counts nothing, when it does not
+        self.by_outcome: dict = {}  # outcome -> its labelled counter, looked up once
+        self.by_fresh_reason: dict = {}
         if self.is_multiprocess:
             problem = metrics_folder.reserve(folder, os.getpid())
             if problem:
@@ -117,7 +119,7 @@ class Metrics:
             ProcessCollector(registry=registry)  # the worker that answers this scrape
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
-    def install(self, app: Flask) -> None:
+    def init_app(self, app: Flask) -> None:
         """Count and time every webhook call (the ones whose outcome the app set) through the request hooks."""
 
         @app.before_request
@@ -128,10 +130,15 @@ class Metrics:
         def count_webhook(response: Response) -> Response:
             outcome = g.get("outcome")
             if outcome and not self.off:
-                self.webhooks.labels(outcome_label(outcome)).inc()
+                if outcome not in self.by_outcome:
+                    self.by_outcome[outcome] = self.webhooks.labels(outcome_label(outcome))
+                self.by_outcome[outcome].inc()
                 self.duration.observe(time.perf_counter() - g.started)
-                if g.get("fresh"):
-                    self.fresh.labels(g.fresh).inc()
+                reason = g.get("fresh")
+                if reason:
+                    if reason not in self.by_fresh_reason:
+                        self.by_fresh_reason[reason] = self.fresh.labels(reason)
+                    self.by_fresh_reason[reason].inc()
             return response
 
         app.add_url_rule("/metrics", "metrics", self.exposition, methods=["GET"])

@@ -20,11 +20,11 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import callers
 import config
-from conversation import DEFAULT_NAME, Conversation, Inbound, Texts, sid_fingerprint, step
+from conversation import DEFAULT_NAME, Inbound, Texts, sid_fingerprint, step
 from inbound import WebhookRequest
 from logs import configure_logging, log
 from metrics import Metrics
-from session_cookie import COOKIE_NAME, ConversationSessionInterface
+from session_cookie import COOKIE_NAME, ConversationSessionInterface, read_conversation, write_conversation
 from signatures import SignatureGuard, SignatureRefused
 from twiml import twiml_response
 
@@ -44,19 +44,6 @@ class Responder:
     texts: Texts
     guard: SignatureGuard
     directory: callers.WatchedDirectory
-
-
-def load_conversation(state: Mapping) -> Conversation:
-    """Read the conversation from the session (empty: a fresh one)."""
-    return Conversation(count=state.get("n", 0), last_message=state.get("m", ""))
-
-
-def save_conversation(state: dict, conversation: Conversation | None) -> None:
-    """Write the conversation into the session; None ends it (the cookie is deleted)."""
-    if conversation is None:
-        state.clear()
-    else:
-        state.update(n=conversation.count, m=conversation.last_message)
 
 
 def media_count(raw: str) -> int:
@@ -89,10 +76,10 @@ def sms() -> Response:
         name=responder.directory.current().name_for(sender, DEFAULT_NAME),
         to=recipient,
     )
-    result = step(load_conversation(session), message, responder.texts)
-    save_conversation(session, result.conversation)
+    result = step(read_conversation(session), message, responder.texts)
+    write_conversation(session, result.conversation)
 
-    fresh = g.fresh = session.fresh
+    fresh = g.fresh = session.fresh_reason
     g.outcome = result.outcome
     line = {"sid": sid, "pair": session.pair[:12], "outcome": result.outcome}
     line["count"] = result.conversation.count if result.conversation else 0
@@ -166,7 +153,7 @@ def create_app(overrides: Mapping | None = None) -> Flask:
 
     app.register_blueprint(webhook)
     app.register_error_handler(HTTPException, refuse)
-    metrics.install(app)
+    metrics.init_app(app)
     if settings.trusted_proxies:
         n = settings.trusted_proxies
         # Proto, Host (with any port) and For only: a client-supplied X-Forwarded-Port or -Prefix

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 
 from flask import Flask, Request, Response, request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
@@ -23,8 +24,12 @@ from itsdangerous import (
     URLSafeTimedSerializer,
 )
 from itsdangerous.encoding import base64_encode
+from werkzeug.http import dump_cookie
+
+from conversation import Conversation
 
 COOKIE_NAME = "conversation"
+VALUE_MARK = "VALUE"  # stands for the signed value in the Set-Cookie template: URL-safe, so never quoted
 FORMAT_VERSION = 2  # 1 kept its own timestamp; the signature's timestamp does that now
 # Another instance's clock may run ahead (or an NTP step put this one back): a cookie stamped up to this
 # far in the future continues its conversation; further ahead, it is refused as `future`.
@@ -50,10 +55,12 @@ class CompactJSON:
 class CachedKeySigner(TimestampSigner):
     """itsdangerous' timestamp signer, deriving each key once instead of on every sign and verify."""
 
-    derived_keys: dict = {}  # noqa: RUF012 - a shared cache, keyed by the few configured keys
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.derived_keys: dict = {}
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
-        key = (secret_key or self.secret_keys[-1], self.salt, self.key_derivation, self.digest_method)
+        key = secret_key or self.secret_keys[-1]
         if key not in self.derived_keys:
             self.derived_keys[key] = super().derive_key(secret_key)
         return self.derived_keys[key]
@@ -74,7 +81,18 @@ class SkewTolerantSigner(CachedKeySigner):
 
 
 class PlainPayloadSerializer(URLSafeTimedSerializer):
-    """itsdangerous' URL-safe timed serializer, minus the zlib attempt: a payload this small never shrinks."""
+    """itsdangerous' URL-safe timed serializer, minus the zlib attempt (a payload this small never shrinks),
+    with its signer built once rather than for every cookie (a signer holds keys, not request state)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.signers: dict = {}
+
+    def make_signer(self, salt: str | bytes | None = None):
+        salt = self.salt if salt is None else salt
+        if salt not in self.signers:
+            self.signers[salt] = super().make_signer(salt)
+        return self.signers[salt]
 
     def dump_payload(self, obj: object) -> bytes:
         return base64_encode(Serializer.dump_payload(self, obj))
@@ -99,12 +117,33 @@ def is_conversation(data: object) -> bool:
 
 
 class ConversationSession(SecureCookieSession):
-    """One pair's conversation (`n`, `m`), the pair it is bound to, and why it opened empty ('' if not)."""
+    """One pair's conversation (`n`, `m`), its cookie verified on first use, not when Flask opens it.
 
-    def __init__(self, initial=None, pair: str = "", fresh: str = ""):
+    Flask opens the session before the view runs; the view checks the webhook's signature first, so a
+    forged request never costs a cookie verification. `pair` is the keyed hash it is bound to and
+    `fresh_reason` why it opened empty ('' when it continues a conversation).
+    """
+
+    def __init__(self, initial=None, verify=None):
         super().__init__(initial)
-        self.pair = pair
-        self.fresh = fresh
+        self.verify = verify  # returns (data, pair, fresh_reason); None once done
+        self._pair, self._fresh_reason = "", ""
+
+    def verified(self) -> ConversationSession:
+        """Verify the cookie now, if it was not yet."""
+        if self.verify is not None:
+            data, self._pair, self._fresh_reason = self.verify()
+            self.verify = None
+            dict.update(self, data)  # what the cookie held is not a change to write back
+        return self
+
+    @property
+    def pair(self) -> str:
+        return self.verified()._pair
+
+    @property
+    def fresh_reason(self) -> str:
+        return self.verified()._fresh_reason
 
     @property
     def permanent(self) -> bool:  # always: every cookie carries Max-Age, nothing to store for it
@@ -113,6 +152,36 @@ class ConversationSession(SecureCookieSession):
     @permanent.setter
     def permanent(self, value: bool) -> None:
         pass
+
+
+def _verifying_first(name: str):
+    method = getattr(SecureCookieSession, name)
+
+    def call(self, *args, **kwargs):
+        return method(self.verified(), *args, **kwargs)
+
+    call.__name__, call.__doc__ = name, method.__doc__
+    return call
+
+
+for _name in (
+    "__getitem__", "__setitem__", "__delitem__", "__contains__", "__iter__", "__len__", "__repr__", "__eq__",
+    "get", "setdefault", "pop", "popitem", "update", "clear", "keys", "values", "items", "copy",
+):  # fmt: skip
+    setattr(ConversationSession, _name, _verifying_first(_name))
+
+
+def read_conversation(session: ConversationSession) -> Conversation:
+    """Read the conversation from the session (empty: a fresh one): the one read at the session boundary."""
+    return Conversation(count=session.get("n", 0), last_message=session.get("m", ""))
+
+
+def write_conversation(session: ConversationSession, conversation: Conversation | None) -> None:
+    """Write the conversation into the session; None ends it (the cookie is deleted)."""
+    if conversation is None:
+        session.clear()
+    else:
+        session.update(n=conversation.count, m=conversation.last_message)
 
 
 class ConversationSessionInterface(SecureCookieSessionInterface):
@@ -127,6 +196,7 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
     def __init__(self) -> None:
         self._serializers: dict = {}
         self._pair_keys: dict = {}
+        self._cookie_template: tuple = (None, "")
 
     @staticmethod
     def _keys(app: Flask) -> tuple[str, ...]:
@@ -154,36 +224,41 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
         return self._pair_keys[keys]
 
     def open_session(self, app: Flask, request: Request) -> ConversationSession:
+        return self.session_class(verify=lambda: self.verify(app, request))
+
+    def verify(self, app: Flask, request: Request) -> tuple[dict, str, str]:
+        """Verify the request's cookie: (the conversation it holds, the pair's hash, why it is empty)."""
         numbers = getattr(request, "number_pair", None)
         if numbers is None:  # not a readable webhook: nothing to bind a conversation to
-            return self.session_class()
+            return {}, "", ""
         keys = self.pair_keys(app)
         pair = pair_hash(keys[0], *numbers)
         value = request.cookies.get(self.get_cookie_name(app))
         if not value:
-            return self.session_class(pair=pair, fresh="new")
+            return {}, pair, "new"
         max_age = int(app.permanent_session_lifetime.total_seconds())
         try:
             data = self.get_signing_serializer(app).loads(value, max_age=max_age)
         except SignedInTheFuture:
-            return self.session_class(pair=pair, fresh="future")
+            return {}, pair, "future"
         except SignatureExpired:
-            return self.session_class(pair=pair, fresh="expired")
+            return {}, pair, "expired"
         except BadSignature:
-            return self.session_class(pair=pair, fresh="bad_signature" if "." in value else "garbage")
+            return {}, pair, "bad_signature" if "." in value else "garbage"
         except (BadData, ValueError):
-            return self.session_class(pair=pair, fresh="garbage")
+            return {}, pair, "garbage"
         if not is_conversation(data):  # signed by us, but not in the format this version writes
-            return self.session_class(pair=pair, fresh="old_format")
+            return {}, pair, "old_format"
         if data["p"] != pair and data["p"] not in [pair_hash(k, *numbers) for k in keys[1:]]:
-            return self.session_class(pair=pair, fresh="other_pair")
-        return self.session_class({"n": data["n"], "m": data["m"]}, pair=pair)
+            return {}, pair, "other_pair"
+        return {"n": data["n"], "m": data["m"]}, pair, ""
 
     def save_session(self, app: Flask, session: ConversationSession, response: Response) -> None:
         if session.accessed:
             response.vary.add("Cookie")
-        # Twilio keeps cookies from successful answers only; a refused request changes nothing.
-        if not session.modified or not session.pair or response.status_code >= 400:
+        # Twilio keeps cookies from successful answers only; a refused request changes nothing (and its
+        # cookie stays unverified).
+        if response.status_code >= 400 or not session.modified or not session.pair:
             return
         name = self.get_cookie_name(app)
         attributes = {
@@ -200,4 +275,13 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
         payload = {"v": FORMAT_VERSION, "p": session.pair, "n": session["n"], "m": session["m"]}
         value = self.get_signing_serializer(app).dumps(payload)
         max_age = int(app.permanent_session_lifetime.total_seconds())
-        response.set_cookie(name, value, max_age=max_age, **attributes)
+        response.headers.add("Set-Cookie", self.cookie_header(name, value, max_age, attributes))
+
+    def cookie_header(self, name: str, value: str, max_age: int, attributes: dict) -> str:
+        """Return what `response.set_cookie` would send, Werkzeug's dump_cookie run once a second, not per reply."""
+        # The header changes only with the value and, through Expires (now + Max-Age), with the second.
+        key = (name, max_age, int(time.time()), tuple(attributes.items()))
+        if self._cookie_template[0] != key:
+            template = dump_cookie(name, VALUE_MARK, max_age=max_age, **attributes)
+            self._cookie_template = (key, template)
+        return self._cookie_template[1].replace(VALUE_MARK, value, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import time
@@ -9,7 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from flask import Request
 from twilio.request_validator import RequestValidator
-from werkzeug.exceptions import Forbidden
+from werkzeug.exceptions import Forbidden, SecurityError
 from werkzeug.sansio.utils import get_current_url
 
 DIAGNOSIS_INTERVAL = 1.0  # seconds between two refusal diagnoses, per worker: each costs a few HMACs
@@ -77,7 +78,7 @@ class SignatureGuard:
         return signed_url(
             public_url,
             request.scheme,
-            request.host,
+            "" if public_url else request.host,  # PUBLIC_URL names the host: the request's is not read
             request.root_path,
             request.path,
             request.query_string.decode("latin1"),
@@ -131,7 +132,8 @@ class SignatureGuard:
             variants.append((_with_base(checked, proto or None, host or None), "forwarded"))
             variants.append((_with_base(checked, "https", host or None), "forwarded"))
         if self.public_urls[0]:
-            variants.append((self.url_for(request, ""), "request"))
+            with contextlib.suppress(SecurityError):  # a Host werkzeug refuses cannot be the one Twilio used
+                variants.append((self.url_for(request, ""), "request"))
         for url, kind in variants:
             if url != checked and self.signs(url, request.signed_fields, signature):
                 return (

@@ -14,10 +14,13 @@ targets say; nonzero when the harness breaks (a server fails, errors or wrong co
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -116,6 +119,19 @@ def measure_rounds(
     return runs
 
 
+def measure_stages(quick: bool) -> dict:
+    """Run bench/stages.py in a process of its own (metrics as in production: files); return its figures."""
+    sizes = ["--rounds", "1", "--webhooks", "300"] if quick else ["--rounds", "5", "--webhooks", "2000"]
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="sms-responder-bench-stages-")}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.stages", "--json", *sizes],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise HarnessError(f"bench/stages.py failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def check(variant: Variant, server: Server, result: WrkResult, phase: str, roundtrips: bool = True) -> None:
     problems = result.problems(counts=variant.counts, roundtrips=roundtrips)
     if problems:
@@ -156,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: growth: shipped server over {args.growth_pairs:,} distinct pairs ...", flush=True)
         memory = growth.server_rss(settings, OUT, few, many)
         memory.update(few_pairs=few.pairs, many_pairs=few.pairs + many.pairs)
+        print("bench: the service's own work, stage by stage (in-process) ...", flush=True)
+        stages = measure_stages(quick=args.quick)
 
         n = args.connections
         others = (machine_busy_seconds() - busy_before) - (own_cpu_seconds() - own_before)
@@ -170,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             "others_share": max(0.0, others) / ((time.perf_counter() - started) * (os.cpu_count() or 1)),
             "command": shlex.join([".venv/bin/python", "bench/run.py", *(argv or sys.argv[1:])]),
         }
-        text, targets = report.build(VARIANTS, runs, paced, flat, memory, meta)
+        text, targets = report.build(VARIANTS, runs, paced, flat, memory, stages, meta)
         print("\n" + text)
         seconds = time.perf_counter() - started
         written = "bench/RESULTS.md not written (--quick)"

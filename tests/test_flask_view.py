@@ -99,7 +99,7 @@ def test_session_transaction_shows_the_conversation(app):
     pair = {"From": ALICE, "To": SERVICE}
     with client.session_transaction("/sms", base_url="https://sms.example.com", query_string=pair) as state:
         assert state["n"] == 2
-        assert state.fresh == ""
+        assert state.fresh_reason == ""
         state["n"] = 41  # a test can set up a conversation the same way
     answer = webhook(client, "and again", sid="SM" + "3" * 32)
     assert "message #42" in answer.get_data(as_text=True)
@@ -110,11 +110,11 @@ def test_the_session_opens_empty_on_another_pair(app):
     webhook(client, "hello")
     https = {"base_url": "https://sms.example.com"}
     with client.session_transaction("/sms", query_string={"From": BOB, "To": SERVICE}, **https) as state:
-        assert dict(state) == {} and state.fresh == "other_pair"
+        assert dict(state) == {} and state.fresh_reason == "other_pair"
     with client.session_transaction(
         "/sms", query_string={"From": ALICE, "To": "+15005550198"}, **https
     ) as state:
-        assert dict(state) == {} and state.fresh == "other_pair"  # bound to To as well as From
+        assert dict(state) == {} and state.fresh_reason == "other_pair"  # bound to To as well as From
 
 
 def test_a_view_of_the_app_reads_the_session_like_any_other(app, twilio):

@@ -1,4 +1,4 @@
-"""The README's quick start is true: `make run`'s server answers its curl example as shown."""
+"""The README's quick start is true: `make run`'s server answers its curl example as shown; its links resolve."""
 
 import re
 import shutil
@@ -10,6 +10,11 @@ from live_server import REPO, running_server
 pytestmark = pytest.mark.server
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def pages() -> list:
+    """Return the README, the changelog and every page of docs/ (read when a test runs, not at import)."""
+    return [REPO / "README.md", REPO / "CHANGELOG.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
 def quick_start_block() -> str:
@@ -38,8 +43,10 @@ def test_the_curl_example_gets_the_greeting_then_the_count(tmp_path):
             assert answer.stdout.strip() == expected.strip()
 
 
-def test_every_make_command_the_readme_names_exists_and_make_alone_installs_nothing():
-    named = set(re.findall(r"`make ([a-z]+)\b", README))
+def test_every_make_command_the_readme_and_docs_name_exists_and_make_alone_installs_nothing():
+    named = set(
+        re.findall(r"`make ([a-z]+)\b", "\n".join(page.read_text(encoding="utf-8") for page in pages()))
+    )
     listed = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert listed.returncode == 0
     targets = {line.split()[0] for line in listed.stdout.splitlines()[1:]}
@@ -48,8 +55,9 @@ def test_every_make_command_the_readme_names_exists_and_make_alone_installs_noth
     assert "pip" not in dry.stdout and "venv" not in dry.stdout
 
 
-def test_the_readme_script_commands_run_as_written():
-    section = README.split("### Conversation scripts", 1)[1]
+def test_the_chat_page_script_commands_run_as_written():
+    chat = (REPO / "docs" / "chat.md").read_text(encoding="utf-8")
+    section = chat.split("## Conversation scripts", 1)[1]
     first = re.findall(r"```sh\n(.*?)\n", section, re.S)[0]
     assert first.startswith(".venv/bin/flask --app responder chat --script examples/")
     command = first.replace(".venv/bin/", str(REPO / ".venv" / "bin") + "/", 1)
@@ -58,3 +66,34 @@ def test_the_readme_script_commands_run_as_written():
         env={"PATH": "/usr/bin:/bin", "RESPONDER_ENV": "development"},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def without_code(text: str, inline: bool = True) -> str:
+    """Return the text without fenced code blocks (and inline code): a `# comment` there is no heading."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    return re.sub(r"`[^`\n]*`", "", text) if inline else text
+
+
+def anchors_of(page) -> set[str]:
+    """Return the anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces as hyphens."""
+    found, times = set(), {}
+    for heading in re.findall(r"^#{1,6} (.+)$", without_code(page.read_text(encoding="utf-8"), False), re.M):
+        slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+        found.add(f"{slug}-{times[slug]}" if slug in times else slug)  # a repeated heading gets -1, -2, ...
+        times[slug] = times.get(slug, 0) + 1
+    return found
+
+
+def test_every_relative_link_in_the_readme_changelog_and_docs_resolves():
+    broken = []
+    for page in pages():
+        for target in re.findall(r"\]\(([^)\s]+)\)", without_code(page.read_text(encoding="utf-8"))):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            path, _, fragment = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                broken.append(f"{page.relative_to(REPO)}: {target} (no such file)")
+            elif fragment and (linked.suffix != ".md" or fragment not in anchors_of(linked)):
+                broken.append(f"{page.relative_to(REPO)}: {target} (no such heading)")
+    assert not broken, "\n".join(broken)

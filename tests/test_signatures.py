@@ -223,3 +223,24 @@ def test_an_app_mounted_under_a_prefix_checks_the_mounted_path(make_app):
         environ_overrides={"SCRIPT_NAME": "/hooks", "PATH_INFO": "/sms"},
     )
     assert answer.status_code == 200
+
+
+def test_the_signature_is_checked_before_the_cookie_so_a_forged_webhook_never_costs_a_cookie_hmac(
+    app, twilio, make_phone, monkeypatch
+):
+    twilio.send("hello", ALICE, SERVICE)  # the pair's jar now holds a valid cookie
+    serializer = type(app.session_interface.get_signing_serializer(app))
+    verified = []
+
+    def counting_loads(self, *args, **kwargs):
+        verified.append(args[0])
+        return real_loads(self, *args, **kwargs)
+
+    real_loads = serializer.loads
+    monkeypatch.setattr(serializer, "loads", counting_loads)
+    forger = make_phone(app, token="f" * 32)
+    forger.jars = twilio.jars  # the forger replays the pair's valid cookie
+    assert forger.send("again", ALICE, SERVICE).status == 403
+    assert verified == []
+    assert twilio.send("again", ALICE, SERVICE).text.endswith("message #2 in our conversation.")
+    assert len(verified) == 1
