@@ -35,7 +35,7 @@ class Conversation:
     """What the cookie remembers about one number pair."""
 
     count: int = 0
-    last_message: str = ""  # fingerprint of the last counted MessageSid
+    last_sid_fingerprint: str = ""  # fingerprint of the last counted MessageSid
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Inbound:
     """One inbound message, as far as the rules care."""
 
     body: str = ""
-    message_id: str = ""  # fingerprint of the MessageSid
+    sid_fingerprint: str = ""  # fingerprint of the MessageSid
     num_media: int = 0
     opt_out_type: str = ""
     name: str = DEFAULT_NAME
@@ -79,7 +79,7 @@ def template_errors(template: str, longest_name: int = 100) -> list[str]:
     return []
 
 
-def sid_fingerprint(message_sid: str) -> str:
+def fingerprint(message_sid: str) -> str:
     """Return a short fingerprint of a MessageSid, enough to spot Twilio's retries ('' for none)."""
     if not message_sid:
         return ""
@@ -137,11 +137,11 @@ def step(conversation: Conversation, message: Inbound, texts: Texts) -> Step:
     if keyword == "RESET":
         return Step(fit(texts.reset), None, "keyword:reset")
 
-    is_retry = bool(message.message_id) and message.message_id == conversation.last_message
+    is_retry = bool(message.sid_fingerprint) and message.sid_fingerprint == conversation.last_sid_fingerprint
     if is_retry:
         count, outcome = conversation.count, "duplicate"
     else:
         count, outcome = conversation.count + 1, "reply"
     template = texts.greeting if count == 1 else texts.count_reply
-    new_state = Conversation(count=count, last_message=message.message_id)
+    new_state = Conversation(count=count, last_sid_fingerprint=message.sid_fingerprint)
     return Step(render(template, count, message), new_state, outcome)

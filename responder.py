@@ -1,6 +1,6 @@
 """The Twilio SMS webhook: create_app() and the /sms view.
 
-A webhook travels one way: request (inbound.py) -> signature (signatures.py) -> session, the
+A webhook travels one way: request (webhook_request.py) -> signature (signatures.py) -> session, the
 conversation's cookie (session_cookie.py) -> caller name (callers.py) -> conversation.step -> TwiML
 (twiml.py) + the session written back as Set-Cookie.
 """
@@ -20,13 +20,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 import callers
 import config
-from conversation import DEFAULT_NAME, Inbound, Texts, sid_fingerprint, step
-from inbound import WebhookRequest
+from conversation import DEFAULT_NAME, Inbound, Texts, fingerprint, step
 from logs import configure_logging, log
 from metrics import Metrics
 from session_cookie import COOKIE_NAME, ConversationSessionInterface, read_conversation, write_conversation
 from signatures import SignatureGuard, SignatureRefused
 from twiml import twiml_response
+from webhook_request import WebhookRequest
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_FIELDS = 256  # Twilio sends a few dozen; an MMS with ten attachments stays well under 100
@@ -70,7 +70,7 @@ def sms() -> Response:
     sid = fields.first("MessageSid")[:MAX_SID_CHARS]
     message = Inbound(
         body=fields.first("Body"),
-        message_id=sid_fingerprint(sid),
+        sid_fingerprint=fingerprint(sid),
         num_media=media_count(fields.first("NumMedia", "0")),
         opt_out_type=fields.first("OptOutType"),
         name=responder.directory.current().name_for(sender, DEFAULT_NAME),

@@ -173,7 +173,7 @@ for _name in (
 
 def read_conversation(session: ConversationSession) -> Conversation:
     """Read the conversation from the session (empty: a fresh one): the one read at the session boundary."""
-    return Conversation(count=session.get("n", 0), last_message=session.get("m", ""))
+    return Conversation(count=session.get("n", 0), last_sid_fingerprint=session.get("m", ""))
 
 
 def write_conversation(session: ConversationSession, conversation: Conversation | None) -> None:
@@ -181,7 +181,7 @@ def write_conversation(session: ConversationSession, conversation: Conversation 
     if conversation is None:
         session.clear()
     else:
-        session.update(n=conversation.count, m=conversation.last_message)
+        session.update(n=conversation.count, m=conversation.last_sid_fingerprint)
 
 
 class ConversationSessionInterface(SecureCookieSessionInterface):

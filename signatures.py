@@ -73,7 +73,7 @@ class SignatureGuard:
     def is_checking(self) -> bool:
         return bool(self.validators)
 
-    def url_for(self, request: Request, public_url: str) -> str:
+    def signed_url_for(self, request: Request, public_url: str) -> str:
         """Return the URL Twilio signed: a PUBLIC_URL + path + query, or the request's own URL for ''."""
         return signed_url(
             public_url,
@@ -84,7 +84,8 @@ class SignatureGuard:
             request.query_string.decode("latin1"),
         )
 
-    def signs(self, url: str, params, signature: str) -> bool:
+    def accepts(self, url: str, params, signature: str) -> bool:
+        """Tell whether `signature` is Twilio's for this URL and these fields, under any configured token."""
         expected = signature.encode()
         for validator in self.validators:
             # The exact URL first: one HMAC, where validate() always computes two (with and without port).
@@ -104,7 +105,7 @@ class SignatureGuard:
             return
         signature = request.headers.get("X-Twilio-Signature", "")
         if signature and any(
-            self.signs(self.url_for(request, base), request.signed_fields, signature)
+            self.accepts(self.signed_url_for(request, base), request.signed_fields, signature)
             for base in self.public_urls
         ):
             return
@@ -118,7 +119,7 @@ class SignatureGuard:
         if now - self.diagnosed_at < DIAGNOSIS_INTERVAL:
             return "signature does not match (not diagnosed: at most one diagnosis per second)"
         self.diagnosed_at = now
-        checked = self.url_for(request, self.public_urls[0])
+        checked = self.signed_url_for(request, self.public_urls[0])
         parts = urlsplit(checked)
         proto, host = (
             _first(request.headers.get("X-Forwarded-Proto")),
@@ -133,9 +134,9 @@ class SignatureGuard:
             variants.append((_with_base(checked, "https", host or None), "forwarded"))
         if self.public_urls[0]:
             with contextlib.suppress(SecurityError):  # a Host werkzeug refuses cannot be the one Twilio used
-                variants.append((self.url_for(request, ""), "request"))
+                variants.append((self.signed_url_for(request, ""), "request"))
         for url, kind in variants:
-            if url != checked and self.signs(url, request.signed_fields, signature):
+            if url != checked and self.accepts(url, request.signed_fields, signature):
                 return (
                     f"signature matches {_without_query(url)} but {_without_query(checked)} was checked: "
                     f"{ADVICE[kind]}; request refused"

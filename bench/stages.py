@@ -80,7 +80,7 @@ def stage_by_stage(app, webhooks) -> dict[str, float]:
     """Return the CPU microseconds per webhook of each stage, timed on its own, in the view's order."""
     from flask import g, request, session
 
-    from conversation import DEFAULT_NAME, Inbound, sid_fingerprint, step
+    from conversation import DEFAULT_NAME, Inbound, fingerprint, step
     from logs import log
     from responder import MAX_SID_CHARS, media_count
     from session_cookie import read_conversation, write_conversation
@@ -104,7 +104,7 @@ def stage_by_stage(app, webhooks) -> dict[str, float]:
             name = responder.directory.current().name_for(sender, DEFAULT_NAME)
             t4 = clock()
             sid = fields.first("MessageSid")[:MAX_SID_CHARS]
-            message = Inbound(fields.first("Body"), sid_fingerprint(sid), media_count(fields.first("NumMedia", "0")),
+            message = Inbound(fields.first("Body"), fingerprint(sid), media_count(fields.first("NumMedia", "0")),
                               fields.first("OptOutType"), name, recipient)  # fmt: skip
             result = step(read_conversation(state), message, responder.texts)
             write_conversation(state, result.conversation)

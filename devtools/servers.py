@@ -157,13 +157,13 @@ class Server:
         except OSError:
             return None
 
-    def running(self) -> bool:
+    def is_running(self) -> bool:
         """Return whether the main process is still running."""
         return self.process is not None and self.process.poll() is None
 
     def send_signal(self, sig: int) -> None:
         """Send `sig` to the main process and return at once."""
-        if self.running():
+        if self.is_running():
             self.process.send_signal(sig)
 
     def wait_stopped(self, grace: float = STOP_TIMEOUT) -> int | None:

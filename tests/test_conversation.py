@@ -20,10 +20,10 @@ def say(body="hello", conversation=None, texts=TEXTS, **fields):
 
 
 def test_first_message_gets_the_greeting_and_the_next_the_count():
-    first = say("hi", name="Ada", message_id="a")
+    first = say("hi", name="Ada", sid_fingerprint="a")
     assert first.reply == "Hi Ada, welcome! Text RESET any time to start over."
-    assert first.conversation == Conversation(count=1, last_message="a")
-    second = say("again", first.conversation, name="Ada", message_id="b")
+    assert first.conversation == Conversation(count=1, last_sid_fingerprint="a")
+    second = say("again", first.conversation, name="Ada", sid_fingerprint="b")
     assert second.reply == "Hi Ada, this is message #2 in our conversation."
     assert second.conversation.count == 2
 
@@ -64,13 +64,13 @@ def test_opt_out_type_wins_over_the_body(opt_out_type, body, group):
 
 @pytest.mark.parametrize("body", ["STOP", "quit", "START", "unstop"])
 def test_opt_out_and_opt_in_delete_the_conversation_with_no_reply(body):
-    result = say(body, Conversation(count=5, last_message="x"))
+    result = say(body, Conversation(count=5, last_sid_fingerprint="x"))
     assert result.reply == ""
     assert result.conversation is None
 
 
 def test_help_is_not_counted_and_silent_unless_configured():
-    state = Conversation(count=3, last_message="x")
+    state = Conversation(count=3, last_sid_fingerprint="x")
     silent = say("HELP", state)
     assert silent.reply == "" and silent.conversation == state and silent.outcome == "keyword:help"
     configured = say("info", state, Texts(help="Reply STOP to opt out."))
@@ -85,9 +85,9 @@ def test_reset_deletes_and_confirms():
 
 
 def test_a_retry_is_answered_again_without_counting():
-    state = say("one", message_id="m1").conversation
-    second = say("two", state, message_id="m2")
-    retried = say("two", second.conversation, message_id="m2")
+    state = say("one", sid_fingerprint="m1").conversation
+    second = say("two", state, sid_fingerprint="m2")
+    retried = say("two", second.conversation, sid_fingerprint="m2")
     assert retried.reply == second.reply
     assert retried.conversation.count == 2
     assert retried.outcome == "duplicate"

@@ -30,11 +30,11 @@ def kill_a_worker_and_wait_for_its_replacement(server, workers: int) -> None:
     os.kill(server.pids()[1], signal.SIGKILL)  # an OOM kill, a crash
 
     def replaced() -> bool:
-        pids = set(server.pids()) if server.running() else set()
-        return not server.running() or (len(pids) == 1 + workers and len(pids - before) == 1)
+        pids = set(server.pids()) if server.is_running() else set()
+        return not server.is_running() or (len(pids) == 1 + workers and len(pids - before) == 1)
 
     wait_until(replaced, 30, "a replacement worker")
-    assert server.running(), f"the server stopped:\n{server.log_tail()}"
+    assert server.is_running(), f"the server stopped:\n{server.log_tail()}"
 
 
 def test_a_worker_killed_after_a_bad_edit_comes_back_with_the_last_good_directory(tmp_path):
@@ -55,7 +55,7 @@ def test_a_worker_killed_after_a_bad_edit_comes_back_with_the_last_good_director
         replies = [phone.send(f"message {n}", ALICE, SERVICE).text for n in range(2, 12)]
         assert replies == [f"Hi Ada, this is message #{n} in our conversation." for n in range(2, 12)]
         assert {http_status(server.port, "/readyz") for _ in range(10)} == {200}
-        assert server.running()
+        assert server.is_running()
 
 
 def test_a_new_worker_gets_the_newest_good_version_its_predecessor_loaded(tmp_path):

@@ -7,7 +7,7 @@ import time
 import pytest
 from conftest import ALICE, BOB, SERVICE, TOKEN, cookie_of, plant_cookie, rewrite
 
-from conversation import Conversation, Inbound, Texts, sid_fingerprint, step
+from conversation import Conversation, Inbound, Texts, fingerprint, step
 from devtools.simulator import cookie_payload, sign
 from responder import media_count
 from signatures import DIAGNOSIS_INTERVAL
@@ -116,7 +116,7 @@ def test_the_cookie_payload_is_compact_json_with_a_20_character_pair_and_a_12_di
     assert b" " not in raw and json.loads(raw) == cookie_payload(value)
     payload = cookie_payload(value)
     assert len(payload["p"]) == 20 and len(payload["m"]) == 12
-    assert len(sid_fingerprint("SM" + "a" * 32)) == 12 and sid_fingerprint("") == ""
+    assert len(fingerprint("SM" + "a" * 32)) == 12 and fingerprint("") == ""
 
 
 def test_a_conversation_at_count_zero_is_a_valid_cookie(app, twilio, clock):
@@ -233,7 +233,7 @@ def test_a_secondary_token_without_any_primary_variable_is_refused(tmp_path):
 
 
 def test_a_percent_escape_that_is_not_utf8_is_kept_as_written(make_app, make_phone):
-    from inbound import parse_fields
+    from webhook_request import parse_fields
 
     assert parse_fields("Body=caf%E9&To=%2B1") == {"Body": ["caf%E9"], "To": ["+1"]}
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from twilio.twiml.messaging_response import MessagingResponse
 
 from devtools.simulator import sign
-from inbound import parse_fields
 from twiml import twiml_for
+from webhook_request import parse_fields
 
 
 def examples(count: int) -> int:

@@ -106,7 +106,7 @@ class Instance:
 
     def start(self, secret_key: str = OLD_KEY, fallbacks: str = "") -> None:
         """Start (again) on the same port and return at once; each run logs to its own file."""
-        assert self.server is None or not self.server.running(), f"{self.name} is already running"
+        assert self.server is None or not self.server.is_running(), f"{self.name} is already running"
         self.runs += 1
         argv = [sys.executable, str(REPO / "serve.py"), "serve"]
         env = self.environment(secret_key, fallbacks)
