@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import os
 import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,6 +17,7 @@ from dotenv import dotenv_values
 
 import callers
 from conversation import DEFAULT_COUNT_REPLY, DEFAULT_GREETING, MAX_BODY_CHARS, template_errors
+from key_strength import secret_problem
 
 # Every variable the service reads (WEB_CONCURRENCY belongs to serve.py's server, not to the app).
 VARIABLES = (
@@ -37,34 +38,9 @@ VARIABLES = (
     "HELP_TEXT",
 )
 INSTANCE_PATH = Path(__file__).resolve().parent / "instance"  # the development key lives here (git-ignored)
-MIN_SECRET_CHARS = 32
 AUTH_TOKEN = re.compile(r"[0-9a-fA-F]{32}")  # what the Twilio Console shows
 HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 TWILIO_COOKIE_CAP_SECONDS = 4 * 3600
-# Sample keys from tutorials, docs and generators; a key copied from one is as good as public.
-WELL_KNOWN_SECRETS = frozenset(
-    s.lower()
-    for s in (
-        "change-me-to-a-long-random-string-of-32-chars",
-        "replace-this-with-a-long-random-secret-key",
-        "please-change-this-secret-key-in-production",
-        "this-is-a-very-secret-key-for-development",
-        "your-secret-key-here-make-it-long-and-random",
-        "super-secret-key-that-nobody-will-ever-guess",
-        "0123456789abcdef0123456789abcdef",
-        "abcdefghijklmnopqrstuvwxyz012345",
-        "12345678901234567890123456789012",
-        "keep it secret, keep it safe. keep it secret!",
-        "you-will-never-guess-this-secret-key-12345",
-        "mysecretkeymysecretkeymysecretkey",
-        "supersecretkeysupersecretkey1234",
-        "changeme-changeme-changeme-changeme",
-    )
-)
-# Words that make a key guessable however often they are repeated or joined.
-GUESSABLE_WORDS = (
-    "secret", "password", "changeme", "change-me", "example", "default", "flask", "twilio", "test", "key", "app",
-)  # fmt: skip
 
 
 class ConfigError(ValueError):
@@ -109,6 +85,26 @@ class Settings:
     def checks_signatures(self) -> bool:
         return bool(self.auth_tokens)
 
+    def flask_config(self) -> dict:
+        """Map the settings into app.config: Flask's own keys, then the service's under their variable names."""
+        return {
+            "SECRET_KEY": self.secret_key,
+            "SECRET_KEY_FALLBACKS": list(self.secret_key_fallbacks),
+            "SESSION_COOKIE_SECURE": any(url.startswith("https://") for url in self.public_urls),
+            "PERMANENT_SESSION_LIFETIME": timedelta(seconds=self.idle_seconds),
+            "RESPONDER_ENV": self.env,
+            "TWILIO_AUTH_TOKENS": self.auth_tokens,
+            "PUBLIC_URLS": self.public_urls,
+            "TRUSTED_PROXIES": self.trusted_proxies,
+            "CALLERS_FILE": self.callers_file,
+            "DEFAULT_REGION": self.default_region,
+            "HOST": self.host,
+            "PORT": self.port,
+            "GREETING_TEMPLATE": self.greeting,
+            "COUNT_REPLY_TEMPLATE": self.count_reply,
+            "HELP_TEXT": self.help_text,
+        }
+
     @property
     def all_warnings(self) -> tuple[str, ...]:
         """Return every warning, the caller directory's duplicate rows included (what `make check` prints)."""
@@ -121,38 +117,6 @@ def read_environment(overrides: Mapping[str, str] | None = None, dotenv: str = "
     values.update(os.environ)
     values.update(overrides or {})
     return values
-
-
-def looks_guessable(key: str) -> bool:
-    """Tell whether a key is made of repeats, runs or sample words rather than randomness."""
-    folded = key.lower()
-    if folded in WELL_KNOWN_SECRETS or len(set(key)) < 6:
-        return True
-    trigrams = [folded[i : i + 3] for i in range(len(folded) - 2)]
-    if len(set(trigrams)) < 0.75 * len(trigrams):  # a short unit repeated: "abcdefgh" * 4
-        return True
-    steps = sum(abs(ord(b) - ord(a)) == 1 for a, b in itertools.pairwise(folded))
-    if steps > len(folded) // 2:  # runs like "abcdef..." or "123456..."
-        return True
-    hidden = folded
-    for word in GUESSABLE_WORDS:
-        hidden = hidden.replace(word, "")
-    return len(hidden) < MIN_SECRET_CHARS // 2  # mostly sample words: "supersecretkey..."
-
-
-def secret_problem(name: str, key: str) -> str:
-    """Return why a signing key is unfit ('' when it is fine)."""
-    if len(key) < MIN_SECRET_CHARS:
-        return (
-            f"{name} is {len(key)} characters; use at least {MIN_SECRET_CHARS}, e.g. the output of "
-            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-        )
-    if looks_guessable(key):
-        return (
-            f"{name} is a well-known or guessable value (repeats, runs or sample words); generate one with "
-            "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
-        )
-    return ""
 
 
 def development_secret(path: Path) -> str:

@@ -42,9 +42,8 @@ def configure_logging(production: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if production else TextFormatter())
     if production:
-        # The logging HOWTO's "Optimization": skip what no line of ours prints (caller, thread). The
-        # process id stays: gunicorn's error log prints it, and a record without it cannot be formatted.
-        logging._srcfile = None
+        # The logging HOWTO's "Optimization": skip what no line prints (thread names, multiprocessing).
+        # The process id stays: gunicorn's error log prints it, and a record without it cannot be formatted.
         logging.logThreads = logging.logMultiprocessing = False
     log.addHandler(handler)
     log.setLevel(logging.INFO)

@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, request, session
@@ -33,14 +32,12 @@ MAX_FIELDS = 256  # Twilio sends a few dozen; an MMS with ten attachments stays 
 MAX_SID_CHARS = 64
 
 webhook = Blueprint("webhook", __name__)
-_warned: set[str] = set()
 
 
 @dataclass(frozen=True)
 class Responder:
-    """What the view needs besides the request: settings, texts, signature guard, caller directory."""
+    """What the view needs besides the request and app.config: texts, signature guard, caller directory."""
 
-    settings: config.Settings
     texts: Texts
     guard: SignatureGuard
     directory: callers.WatchedDirectory
@@ -103,27 +100,22 @@ def refuse(error: HTTPException) -> Response:
             line = {"outcome": f"refused:{error.code}", "why": error.description}
         g.outcome = line["outcome"]
         log.warning("webhook refused" if error.code < 500 else "webhook failed", extra={"webhook": line})
-    body = f"{error.code} {error.name}: {error.description}\n"
-    response = Response(body, status=error.code, content_type="text/plain; charset=utf-8")
-    for name, value in error.get_headers():
-        if name.lower() != "content-type":
-            response.headers[name] = value
+    response = error.get_response()  # Werkzeug's answer, its headers (Allow on a 405) included, as text
+    response.set_data(f"{error.code} {error.name}: {error.description}\n")
+    response.content_type = "text/plain; charset=utf-8"
     return response
 
 
-def create_app(overrides: Mapping | None = None) -> Flask:
-    """Build the responder; `overrides` (variable -> value) win over the environment and `.env`."""
-    overrides = dict(overrides or {})
-    instance_path = overrides.pop("INSTANCE_PATH", None) or str(config.INSTANCE_PATH)
+def create_app(test_config: Mapping | None = None, instance_path: str | None = None) -> Flask:
+    """Build the responder from its settings: the environment and `.env`, with `test_config` over them."""
+    instance_path = instance_path or str(config.INSTANCE_PATH)
     last_good = callers.LastGood.default(instance_path)  # a bad CALLERS_FILE edit never stops a worker's boot
     settings = config.load_settings(
-        config.read_environment(overrides), Path(instance_path) / "dev-secret-key", last_good
+        config.read_environment(test_config), Path(instance_path) / "dev-secret-key", last_good
     )
     configure_logging(settings.is_production)
     for warning in settings.warnings:
-        if warning not in _warned:  # once per process, however many apps it builds
-            _warned.add(warning)
-            log.warning("%s", warning)
+        log.warning("%s", warning)
     metrics = Metrics()
     directory = callers.WatchedDirectory(
         settings.callers_file,
@@ -136,20 +128,17 @@ def create_app(overrides: Mapping | None = None) -> Flask:
     app = Flask(__name__, instance_path=instance_path, static_folder=None)  # no static files to serve
     app.request_class = WebhookRequest
     app.session_interface = ConversationSessionInterface()
+    app.config.update(settings.flask_config())  # the one settings store from here on
     app.config.update(
-        SECRET_KEY=settings.secret_key,
-        SECRET_KEY_FALLBACKS=list(settings.secret_key_fallbacks),
         SESSION_COOKIE_NAME=COOKIE_NAME,
-        SESSION_COOKIE_SECURE=any(url.startswith("https://") for url in settings.public_urls),
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_REFRESH_EACH_REQUEST=False,  # the view writes the conversation whenever it answers
-        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.idle_seconds),
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         MAX_FORM_PARTS=MAX_FIELDS,
     )
     texts = Texts(greeting=settings.greeting, count_reply=settings.count_reply, help=settings.help_text)
     guard = SignatureGuard(settings.auth_tokens, settings.public_urls)
-    app.extensions["responder"] = Responder(settings, texts, guard, directory)
+    app.extensions["responder"] = Responder(texts, guard, directory)
 
     app.register_blueprint(webhook)
     app.register_error_handler(HTTPException, refuse)

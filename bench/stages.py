@@ -135,7 +135,7 @@ def measure(rounds: int, count: int) -> dict:
 
     work = Path(tempfile.mkdtemp(prefix="sms-responder-stages-"))
     settings = BenchSettings.create(work, workers=1)
-    app = create_app({**settings.service_overrides(), "INSTANCE_PATH": str(work / "instance")})
+    app = create_app(settings.service_overrides(), instance_path=str(work / "instance"))
     for handler in logging.getLogger("responder").handlers:
         handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - the log line is formatted and written
     webhooks = prepared_webhooks(app, settings.auth_token, count)

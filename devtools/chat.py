@@ -114,11 +114,8 @@ def build_phone(
         return Phone(twilio, clock, sender, to, target=url)
     app = load_app()
     logging.getLogger("responder").setLevel(logging.WARNING)  # the phone shows the replies instead
-    settings = app.extensions["responder"].settings
-    tokens = settings.auth_tokens
-    url = (
-        f"{settings.public_url}/sms" if settings.public_url else IN_PROCESS_URL
-    )  # the URL signatures are checked for
+    tokens, public_urls = app.config["TWILIO_AUTH_TOKENS"], app.config["PUBLIC_URLS"]
+    url = f"{public_urls[0]}/sms" if public_urls else IN_PROCESS_URL  # the URL signatures are checked for
     twilio = Simulator(FlaskTransport(app), url, token=token or (tokens[0] if tokens else ""))
     return Phone(twilio, clock, sender, to, target="the in-process app")
 

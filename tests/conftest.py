@@ -64,16 +64,15 @@ def clock():
 def make_app(clock, tmp_path):
     """Build an app: production settings (test key, token, PUBLIC_URL), plus the test's overrides."""
 
-    def make(**overrides):
+    def make(instance_path: str | None = None, **overrides):
         settings = {
             "RESPONDER_ENV": "production",
             "SECRET_KEY": SECRET,
             "TWILIO_AUTH_TOKEN": TOKEN,
             "PUBLIC_URL": PUBLIC_URL,
-            "INSTANCE_PATH": str(tmp_path / "instance"),
         }
         settings.update(overrides)
-        return create_app(settings)
+        return create_app(settings, instance_path=instance_path or str(tmp_path / "instance"))
 
     return make
 

@@ -94,9 +94,9 @@ def test_create_app_reads_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("SECRET_KEY", SECRET)
     monkeypatch.setenv("PUBLIC_URL", "https://sms.example.com")
     with pytest.raises(ConfigError, match="TWILIO_AUTH_TOKEN"):
-        create_app({"INSTANCE_PATH": str(tmp_path)})
+        create_app(instance_path=str(tmp_path))
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
-    assert create_app({"INSTANCE_PATH": str(tmp_path)}).extensions["responder"].settings.is_production
+    assert create_app(instance_path=str(tmp_path)).config["RESPONDER_ENV"] == "production"
 
 
 def test_a_bad_caller_directory_stops_start_up_naming_file_and_line(make_app, tmp_path):

@@ -370,11 +370,11 @@ def test_the_secrets_come_from_the_secret_and_nothing_else_does():
 def test_the_configmap_with_a_secret_is_a_complete_production_configuration(make_app):
     """Start the production app from the ConfigMap's values plus the fixture's key and token."""
     data = manifest("configmap.yaml")["data"]
-    settings = make_app(**data).extensions["responder"].settings
-    assert settings.is_production and settings.checks_signatures
-    assert (settings.host, settings.port) == ("0.0.0.0", container()["ports"][0]["containerPort"])
-    assert settings.public_urls == ("https://sms.example.com",)
-    assert settings.trusted_proxies == 1
+    config = make_app(**data).config
+    assert config["RESPONDER_ENV"] == "production" and config["TWILIO_AUTH_TOKENS"]
+    assert (config["HOST"], config["PORT"]) == ("0.0.0.0", container()["ports"][0]["containerPort"])
+    assert config["PUBLIC_URLS"] == ("https://sms.example.com",)
+    assert config["TRUSTED_PROXIES"] == 1
     assert int(data["WEB_CONCURRENCY"]) >= 1
 
 

@@ -85,7 +85,6 @@ def test_logging_goes_to_stderr_as_json_in_production_and_text_in_development(mo
 
     monkeypatch.setattr(logs.log, "handlers", [])
     monkeypatch.setattr(logs.log, "propagate", False)
-    monkeypatch.setattr(logging, "_srcfile", logging._srcfile)
     for name in ("logThreads", "logProcesses", "logMultiprocessing"):
         monkeypatch.setattr(logging, name, getattr(logging, name))
     logs.configure_logging(production)
@@ -94,7 +93,6 @@ def test_logging_goes_to_stderr_as_json_in_production_and_text_in_development(mo
     assert isinstance(handler.formatter, logs.JsonFormatter if production else logs.TextFormatter)
     assert logs.log.level == logging.INFO and logs.log.propagate is True
     if production:
-        assert logging._srcfile is None
         assert logging.logThreads is logging.logMultiprocessing is False
         assert logging.logProcesses is True  # gunicorn's error log prints the process id
     logs.configure_logging(not production)  # once configured, a second call changes nothing
@@ -117,12 +115,8 @@ def test_refusals_and_failures_log_their_own_message_and_the_sid(app, caplog, mo
     assert failed.getMessage() == "webhook failed" and failed.webhook["error"] == "ZeroDivisionError"
 
 
-def test_start_up_warnings_are_logged_once_per_process_word_for_word(make_app, caplog):
-    import responder
-
+def test_start_up_warnings_are_logged_once_per_app_word_for_word(make_app, caplog):
     caplog.set_level(logging.WARNING, logger="responder")
-    responder._warned.clear()
-    make_app(RESPONDER_ENV="development", TWILIO_AUTH_TOKEN="", PUBLIC_URL="")
     make_app(RESPONDER_ENV="development", TWILIO_AUTH_TOKEN="", PUBLIC_URL="")
     warned = [r.getMessage() for r in caplog.records if "NOT checked" in r.getMessage()]
     assert warned == [
@@ -158,7 +152,7 @@ def test_the_instance_path_override_keeps_the_development_key_there(make_app, tm
         TWILIO_AUTH_TOKEN="",
         PUBLIC_URL="",
         SECRET_KEY="",
-        INSTANCE_PATH=str(tmp_path / "elsewhere"),
+        instance_path=str(tmp_path / "elsewhere"),
     )
     assert Path(app.instance_path) == tmp_path / "elsewhere"
     assert (tmp_path / "elsewhere" / "dev-secret-key").read_text().strip() == app.secret_key

@@ -42,8 +42,8 @@ def cookies_signed_only_with(key: str, traffic, tmp_path) -> bool:
             "SECRET_KEY": key,
             "TWILIO_AUTH_TOKEN": TOKEN,
             "PUBLIC_URL": "https://sms.example.com",
-            "INSTANCE_PATH": str(tmp_path),
-        }
+        },
+        instance_path=str(tmp_path),
     )
     serializer = app.session_interface.get_signing_serializer(app)
     try:
