@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import select
 
 import gevent
@@ -72,11 +71,12 @@ class Worker(GeventWorker):
 
     def refuses_body(self, req) -> bool:
         """Tell whether the app will refuse this request's body unread: chunked, or declared too large."""
-        headers = dict(req.headers)  # gunicorn refuses a request with two of either header itself
-        if "TRANSFER-ENCODING" in headers:  # gunicorn accepts only chunked, which has no length
-            return True
-        length = headers.get("CONTENT-LENGTH", "")
-        return bool(self.max_body_bytes) and length.isdigit() and int(length) > self.max_body_bytes
+        for name, value in req.headers:  # gunicorn itself refuses a request with two of either
+            if name == "TRANSFER-ENCODING":  # gunicorn accepts only chunked, which has no length
+                return True
+            if name == "CONTENT-LENGTH":
+                return bool(self.max_body_bytes) and value.isdigit() and int(value) > self.max_body_bytes
+        return False
 
     def handle_error(self, req, client, addr, exc) -> None:
         """Refuse a GET webhook too long for a request line in plain text, as the app refuses, in one log line."""
@@ -88,17 +88,9 @@ class Worker(GeventWorker):
         head = "HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\n"
         util.write_nonblock(client, f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
-    @contextlib.contextmanager
-    def timeout_ctx(self):
+    def timeout_ctx(self) -> IdleWait:
         """Wait for the connection's next request: keepalive seconds, none at all once stopping."""
-        timeout = gevent.Timeout(self.cfg.keepalive if self.alive else 0, False)
-        current = gevent.getcurrent()
-        self.waiting_for_request[current] = (timeout, self.sockets_by_greenlet.get(current))
-        try:
-            with timeout:
-                yield
-        finally:
-            self.waiting_for_request.pop(current, None)
+        return IdleWait(self, gevent.Timeout(self.cfg.keepalive if self.alive else 0, False))
 
     def handle_exit(self, sig, frame) -> None:
         # gunicorn's own worker waits for every open connection, so one idle keep-alive client would hold a
@@ -118,3 +110,20 @@ class Worker(GeventWorker):
         """Raise the wait's own Timeout in its greenlet, as if keepalive had run out, if it still waits."""
         if self.waiting_for_request.get(greenlet, (None, None))[0] is timeout:
             greenlet.throw(timeout)
+
+
+class IdleWait:
+    """A connection's wait for its next request, known to its worker while it lasts (so a stop can end it)."""
+
+    __slots__ = ("greenlet", "timeout", "waiting")
+
+    def __init__(self, worker: Worker, timeout: gevent.Timeout):
+        self.timeout, self.waiting, self.greenlet = timeout, worker.waiting_for_request, gevent.getcurrent()
+        self.waiting[self.greenlet] = (timeout, worker.sockets_by_greenlet.get(self.greenlet))
+
+    def __enter__(self) -> gevent.Timeout:
+        return self.timeout.__enter__()
+
+    def __exit__(self, *exc_info) -> bool:
+        self.waiting.pop(self.greenlet, None)
+        return self.timeout.__exit__(*exc_info)

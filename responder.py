@@ -54,15 +54,17 @@ def media_count(raw: str) -> int:
 def sms() -> Response:
     """Answer one inbound message with TwiML, keeping the conversation in the session cookie."""
     started = time.perf_counter()
-    if request.method == "HEAD":  # Flask allows HEAD wherever GET is, but a webhook call must not be one
+    # The objects behind Flask's proxies, looked up once: the view reads them a few dozen times.
+    req: WebhookRequest = request._get_current_object()
+    if req.method == "HEAD":  # Flask allows HEAD wherever GET is, but a webhook call must not be one
         abort(405, valid_methods=["GET", "POST"])
     responder: Responder = current_app.extensions["responder"]
-    fields = request.webhook_fields
-    responder.guard.check(request)
-    if request.number_pair is None:
+    fields = req.webhook_fields
+    responder.guard.check(req)
+    if req.number_pair is None:
         missing = [name for name in ("From", "To") if not fields.first(name).strip()]
         abort(400, f"missing {' and '.join(missing)}")
-    sender, recipient = request.number_pair
+    sender, recipient = req.number_pair
 
     sid = fields.first("MessageSid")[:MAX_SID_CHARS]
     message = Inbound(
@@ -73,12 +75,14 @@ def sms() -> Response:
         name=responder.directory.current().name_for(sender, DEFAULT_NAME),
         to=recipient,
     )
-    result = step(read_conversation(session), message, responder.texts)
-    write_conversation(session, result.conversation)
+    state = session._get_current_object()  # the cookie is verified here, after the signature
+    result = step(read_conversation(state), message, responder.texts)
+    write_conversation(state, result.conversation)
 
-    fresh = g.fresh = session.fresh_reason
-    g.outcome = result.outcome
-    line = {"sid": sid, "pair": session.pair[:12], "outcome": result.outcome}
+    context = g._get_current_object()
+    fresh = context.fresh = state.fresh_reason
+    context.outcome = result.outcome
+    line = {"sid": sid, "pair": state.pair[:12], "outcome": result.outcome}
     line["count"] = result.conversation.count if result.conversation else 0
     if fresh:
         line["fresh"] = fresh
