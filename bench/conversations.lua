@@ -4,11 +4,14 @@
 -- a time, so every response belongs to the pair of the request before it, and the thread can keep
 -- Twilio's cookie jar (one cookie per From/To pair) and check the count each reply states.
 --
--- Arguments after "--": <data prefix> <loop|once> <counts|none> [<requests/s of all threads> <threads>]
+-- Arguments after "--": <data prefix> <loop|once|replay> <counts|none> [<requests/s of all threads> <threads>]
 --   thread i reads <prefix>-<i>.tsv: one signed webhook per line, "pair<TAB>signature<TAB>form body",
 --   already in send order. "loop" starts over at the end; "once" stops the thread after its last answer
 --   and leaves <prefix>.done-<i> for the harness. "counts": each reply must state the pair's message
 --   count ("#N"; a reply without one counts as message 1), which only holds if cookies round-trip.
+--   "replay" (bench/replay.py) is for many connections on one thread, where an answer cannot be matched to
+--   its request: each line carries a fourth field, the cookie recorded for it, sent as it is; the thread
+--   loops over its lines and only counts the replies that state a count past 1 (cookies accepted).
 --   A rate paces the threads (each sends at rate/threads, on its own schedule, phases spread out) so
 --   every server gets the same offered load; without one, each thread sends as soon as its answer came.
 
@@ -38,7 +41,7 @@ local function now_us()
 end
 
 -- Per-thread state (the globals below are read by done() through thread:get()).
-local heads, bodies, pair_of = {}, {}, {}
+local heads, bodies, pair_of, recorded = {}, {}, {}, {}
 local cookies, sent = {}, {}
 local total, cursor, inflight, loaded = 0, 0, nil, false
 local prefix, mode, check, host, filler
@@ -60,10 +63,11 @@ end
 local function load()
   local file = assert(io.open(prefix .. "-" .. id .. ".tsv", "r"))
   for line in file:lines() do
-    local pair, signature, body = line:match("^(%d+)\t([^\t]+)\t(.*)$")
+    local pair, signature, body, cookie = line:match("^(%d+)\t([^\t]+)\t([^\t]*)\t?([^\t]*)$")
     total = total + 1
     pair_of[total] = pair
     bodies[total] = body
+    recorded[total] = cookie
     heads[total] = "POST /sms HTTP/1.1\r\n"
       .. "Host: " .. host .. "\r\n"
       .. "User-Agent: TwilioProxy/1.1\r\n"
@@ -100,6 +104,13 @@ function request()
   if not loaded then
     load()
   end
+  if mode == "replay" then
+    cursor = cursor % total + 1
+    if recorded[cursor] ~= "" then
+      return heads[cursor] .. "Cookie: " .. recorded[cursor] .. "\r\n\r\n" .. bodies[cursor]
+    end
+    return heads[cursor] .. "\r\n" .. bodies[cursor]
+  end
   local index = cursor + 1
   if index > total then
     if mode == "once" then
@@ -116,7 +127,31 @@ function request()
   return heads[index] .. "\r\n" .. bodies[index]
 end
 
+local function count_replayed(status, body)
+  if first_answer_us == 0 then
+    first_answer_us = now_us()
+  end
+  answered = answered + 1
+  if status < 200 or status > 299 then
+    bad_status = bad_status + 1
+    if bad_sample == "" then
+      bad_sample = status .. " " .. body:sub(1, 300)
+    end
+  elseif check == "counts" then
+    local count = tonumber(body:match("#(%d+)")) or 1
+    if count > 1 then
+      roundtrips = roundtrips + 1
+    end
+    if count > max_count then
+      max_count, sample = count, body
+    end
+  end
+end
+
 function response(status, headers, body)
+  if mode == "replay" then
+    return count_replayed(status, body)
+  end
   if inflight == nil then
     return
   end

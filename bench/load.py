@@ -89,7 +89,7 @@ class WrkResult:
     def latency_ms(self, key: str) -> float:
         return self.data["latency_us"][key] / 1000
 
-    def problems(self, counts: bool, roundtrips: bool = True) -> list[str]:
+    def problems(self, counts: bool, roundtrips: bool = True, replayed: bool = False) -> list[str]:
         """Return why this run cannot be trusted (errors, non-2xx answers, cookies not round-tripping)."""
         found = [f"{n} {kind} errors" for kind, n in self.data["errors"].items() if n]
         if self.data["bad_status"]:
@@ -98,6 +98,11 @@ class WrkResult:
             found.append("no answers")
         if counts and self.data["mismatches"]:
             found.append(f"{self.data['mismatches']} replies stated a count the cookie could not have given")
+        if counts and replayed and self.data["roundtrips"] < 0.8 * self.data["answered"]:
+            found.append(  # 15 of a pair's 16 messages state a count past 1 when their cookies verify
+                f"only {self.data['roundtrips']} of {self.data['answered']} replies counted past message 1:"
+                " the recorded cookies were refused"
+            )
         if counts and roundtrips and not self.data["roundtrips"]:
             found.append("no reply counted past message 1: cookies did not round-trip")
         return found
@@ -111,19 +116,26 @@ def wrk_binary() -> str:
 
 
 def run_wrk(
-    port: int, dataset: Dataset, seconds: float, mode: str = "loop", counts: bool = True, rate: float = 0
+    port: int,
+    dataset: Dataset,
+    seconds: float,
+    mode: str = "loop",
+    counts: bool = True,
+    rate: float = 0,
+    connections: int = 0,
 ) -> WrkResult:
     """Drive the server with the conversations; "once" sends every message once, then stops.
 
     With a `rate` (requests/s), the threads are paced to offer exactly that load; otherwise each sends its
     next message as soon as the answer to the last one came (a closed loop: the server is saturated).
+    More `connections` than the data set's threads need mode "replay" (bench/replay.py).
     """
     if mode == "once":
         for marker in dataset.prefix.parent.glob(f"{dataset.prefix.name}.done-*"):
             marker.unlink()
     n = dataset.threads
     command = [
-        wrk_binary(), f"-t{n}", f"-c{n}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(SCRIPT),
+        wrk_binary(), f"-t{n}", f"-c{max(n, connections)}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(SCRIPT),
         f"http://127.0.0.1:{port}/sms", "--", str(dataset.prefix), mode, "counts" if counts else "none",
         f"{rate:g}", str(n),
     ]  # fmt: skip

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repositor
 from bench import growth, report
 from bench.load import Dataset, WrkResult, preflight, run_wrk, write_dataset, wrk_binary
 from bench.procs import HarnessError, cpu_seconds, machine_busy_seconds, own_cpu_seconds, worker_memory_kib
+from bench.replay import APPS, replay_dataset
 from bench.variants import ROOT, VARIANTS, BenchSettings, Variant
 from devtools.servers import Server, ServerError, free_port, stop_all
 
@@ -45,7 +46,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of measured load per run")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measured run")
     parser.add_argument("--workers", type=int, default=2, help="WEB_CONCURRENCY / gunicorn -w, all variants")
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections (one per wrk thread)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=16,
+        help="wrk connections (one per thread; all on one thread in the second paced shape)",
+    )
     parser.add_argument("--pairs", type=int, default=2000, help="distinct (From, To) pairs in the load")
     parser.add_argument("--messages", type=int, default=16, help="signed messages per pair (then repeats)")
     parser.add_argument("--depth", type=int, default=100_000, help="the deep message of the growth check")
@@ -63,9 +69,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(
-    variant: Variant, settings: BenchSettings, dataset: Dataset, args: argparse.Namespace, rate: float = 0
+    variant: Variant,
+    settings: BenchSettings,
+    dataset: Dataset,
+    args: argparse.Namespace,
+    rate: float = 0,
+    connections: int = 0,
 ) -> report.Run:
-    """Start the variant's server, check it, warm it up, measure one load run (paced at `rate`), stop it."""
+    """Start the variant's server, check it, warm it up, measure one load run (paced at `rate`), stop it.
+
+    With `connections`, all of them on one wrk thread replaying the recorded cookies (bench/replay.py).
+    """
+    load = {"counts": variant.counts, "rate": rate, "connections": connections}
+    load["mode"] = "replay" if connections else "loop"
     port = free_port()
     server = Server(
         variant.command(port, settings.workers),
@@ -77,12 +93,12 @@ def measure(
     cold = server.start()
     try:
         preflight(port, settings.auth_token, checks_signatures=variant.service)
-        warmup = run_wrk(port, dataset, args.warmup, counts=variant.counts, rate=rate)
+        warmup = run_wrk(port, dataset, args.warmup, **load)
         check(variant, server, warmup, "warm-up", roundtrips=False)  # too short to come round to a pair
         before = cpu_seconds(server.pids())
-        result = run_wrk(port, dataset, args.duration, counts=variant.counts, rate=rate)
+        result = run_wrk(port, dataset, args.duration, **load)
         cpu = cpu_seconds(server.pids()) - before
-        check(variant, server, result, "measured run")
+        check(variant, server, result, "measured run", replayed=bool(connections))
         if cpu > (os.cpu_count() or 1) * result.seconds * 1.05:  # a process group or clock gone wrong
             raise HarnessError(f"{variant.name}: {cpu:.1f} CPU seconds in {result.seconds:.1f} s of load")
         peak_kib = worker_memory_kib(server.pids(), "VmHWM")
@@ -100,15 +116,22 @@ def measure(
 
 
 def measure_rounds(
-    settings: BenchSettings, dataset: Dataset, args: argparse.Namespace, rounds: int, rate: float = 0
+    settings: BenchSettings,
+    datasets: dict[str, Dataset],
+    args: argparse.Namespace,
+    rounds: int,
+    rate: float = 0,
+    connections: int = 0,
 ) -> dict[str, list[report.Run]]:
     """Measure every variant once per round, in rotating order; paced at `rate` when given."""
     runs: dict[str, list[report.Run]] = {v.name: [] for v in VARIANTS}
     load = f"paced at {rate:g} req/s" if rate else "saturated"
+    if connections:
+        load += f", {connections} connections on one wrk thread"
     for r in range(rounds):
         order = VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]
         for variant in order:
-            run = measure(variant, settings, dataset, args, rate)
+            run = measure(variant, settings, datasets[variant.name], args, rate, connections)
             runs[variant.name].append(run)
             print(
                 f"bench: {load}, round {r + 1}/{rounds} {variant.name:<20} {run.rps:7.0f} req/s  "
@@ -132,8 +155,10 @@ def measure_stages(quick: bool) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def check(variant: Variant, server: Server, result: WrkResult, phase: str, roundtrips: bool = True) -> None:
-    problems = result.problems(counts=variant.counts, roundtrips=roundtrips)
+def check(
+    variant: Variant, server: Server, result: WrkResult, phase: str, roundtrips: bool = True, replayed=False
+) -> None:
+    problems = result.problems(counts=variant.counts, roundtrips=roundtrips, replayed=replayed)
     if problems:
         raise HarnessError(f"{variant.name}, {phase}: {'; '.join(problems)}\n{server.log_tail()}")
 
@@ -163,9 +188,14 @@ def main(argv: list[str] | None = None) -> int:
         many = write_dataset(OUT / "rss-many", token, 10, args.growth_pairs - 10, 1, 4)
         print(f"bench: signed in {time.perf_counter() - started:.0f} s", flush=True)
 
-        runs = measure_rounds(settings, dataset, args, args.rounds)
+        every = {v.name: dataset for v in VARIANTS}
+        runs = measure_rounds(settings, every, args, args.rounds)
         rate = round(report.median_of(runs["baseline"], "rps") / 2)
-        paced = measure_rounds(settings, dataset, args, args.paced_rounds, rate)
+        paced = measure_rounds(settings, every, args, args.paced_rounds, rate)
+        print("bench: recording each webhook's cookie for the one-thread load shape ...", flush=True)
+        replays = {app: replay_dataset(settings, dataset, app) for app in APPS}
+        recorded = {v.name: replays["baseline" if v.name == "baseline" else "service"] for v in VARIANTS}
+        shared = measure_rounds(settings, recorded, args, args.paced_rounds, rate, args.connections)
 
         print(f"bench: growth: one conversation to message {args.depth:,} (in-process) ...", flush=True)
         flat = growth.cpu_and_cookie(settings, args.depth)
@@ -182,13 +212,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.pairs:,} pairs; {args.workers} workers per server",
             "rounds": args.rounds,
             "paced_rounds": args.paced_rounds,
+            "connections": n,
             "rate": rate,
             "workers": args.workers,
             "load_before": load_before,
             "others_share": max(0.0, others) / ((time.perf_counter() - started) * (os.cpu_count() or 1)),
             "command": shlex.join([".venv/bin/python", "bench/run.py", *(argv or sys.argv[1:])]),
         }
-        text, targets = report.build(VARIANTS, runs, paced, flat, memory, stages, meta)
+        text, targets = report.build(VARIANTS, runs, paced, shared, flat, memory, stages, meta)
         print("\n" + text)
         seconds = time.perf_counter() - started
         written = "bench/RESULTS.md not written (--quick)"
