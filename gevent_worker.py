@@ -10,6 +10,10 @@ from gunicorn.http.errors import LimitRequestLine
 from gunicorn.workers.ggevent import GeventWorker
 
 BODY_DEADLINE_SECONDS = 5.0  # a webhook's body arrives with its headers; Twilio itself gives up after 15 s
+# A keep-alive connection stays with the worker that accepted it. Closing it after this many requests (as
+# nginx's keepalive_requests does) lets the client reconnect to whichever worker accepts first, the less
+# busy one, so the load evens out across workers instead of staying where the first connections landed.
+KEEPALIVE_REQUESTS = 100
 URI_TOO_LONG = (
     "414 URI Too Long: the request line is over {limit:,} bytes; configure the webhook as HTTP POST, "
     "Twilio's default\n"
@@ -50,6 +54,8 @@ class Worker(GeventWorker):
 
     def handle_request(self, listener_name, req, sock, addr):
         """Serve one request within BODY_DEADLINE_SECONDS of its headers, or cut the connection."""
+        if req.req_number >= KEEPALIVE_REQUESTS:
+            req.must_close = True
         if self.refuses_body(req):
             # The app answers 411 or 413 without reading the body: close after that answer instead of
             # draining whatever follows, and never invite the body with "100 Continue".
