@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from helpers import (
 
 from devtools.servers import stat_fields
 from devtools.simulator import sign
+from gevent_worker import KEEPALIVE_REQUESTS
 
 pytestmark = pytest.mark.server
 
@@ -61,3 +63,22 @@ def test_forwarded_headers_from_localhost_do_not_reshape_the_signed_url(producti
         status, _, _ = phone.transport.request("POST", url, {**signed, **headers}, body)
         assert status == 403, headers
     assert phone.deliver(params).status == 200
+
+
+def test_a_keep_alive_connection_closes_after_its_hundredth_request_and_the_client_reconnects(
+    production_server,
+):
+    server = production_server()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    closes = []
+    for _ in range(KEEPALIVE_REQUESTS):
+        connection.request("GET", "/healthz")
+        response = connection.getresponse()
+        response.read()
+        closes.append((response.status, response.getheader("Connection"), response.will_close))
+    assert KEEPALIVE_REQUESTS == 100
+    assert closes[:-1] == [(200, "keep-alive", False)] * (KEEPALIVE_REQUESTS - 1)
+    assert closes[-1] == (200, "close", True)
+    connection.request("GET", "/healthz")  # http.client opens a new connection, as clients do
+    assert connection.getresponse().status == 200
+    connection.close()
