@@ -7,6 +7,7 @@ from urllib.parse import unquote_plus
 
 from flask import Request, abort
 from werkzeug.exceptions import HTTPException
+from werkzeug.http import parse_cookie
 
 FORM_MIMETYPE = "application/x-www-form-urlencoded"
 # Decoding costs about 0.1 us per %XX: a 64 KiB body of escapes would cost ten valid webhooks. Twilio's
@@ -65,6 +66,13 @@ class WebhookRequest(Request):
             return parse_fields(body.decode())
         except UnicodeDecodeError:
             abort(400, "the form is not UTF-8 text")
+
+    @cached_property
+    def cookies(self):
+        """Return the request's cookies, also when the server joined repeated Cookie headers with ','."""
+        # gunicorn joins a repeated header's values with ','; a cookie's value holds no ',' (RFC 6265).
+        joined = ";".join(self.headers.getlist("Cookie")).replace(",", ";")
+        return parse_cookie(joined, cls=self.dict_storage_class)
 
     @cached_property
     def signed_fields(self) -> WebhookFields:

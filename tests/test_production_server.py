@@ -19,7 +19,7 @@ from helpers import (
 )
 
 from devtools.servers import stat_fields
-from devtools.simulator import sign
+from devtools.simulator import Reply, sign
 from gevent_worker import KEEPALIVE_REQUESTS
 
 pytestmark = pytest.mark.server
@@ -82,3 +82,20 @@ def test_a_keep_alive_connection_closes_after_its_hundredth_request_and_the_clie
     connection.request("GET", "/healthz")  # http.client opens a new connection, as clients do
     assert connection.getresponse().status == 200
     connection.close()
+
+
+def test_a_cookie_sent_in_a_second_cookie_header_continues_the_conversation(production_server):
+    server = production_server()
+    phone = phone_at(server.port)
+    assert phone.send("hello", ALICE, SERVICE).text == GREETING
+    params = phone.params("again", ALICE, SERVICE)
+    _, signed, body = phone.prepare(params, phone.cookie_header(ALICE, SERVICE))
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    connection.putrequest("POST", "/sms")
+    for name, value in [("Cookie", "theme=dark"), *signed.items(), ("Content-Length", str(len(body)))]:
+        connection.putheader(name, value)  # two Cookie headers: gunicorn joins them with ","
+    connection.endheaders(body)
+    response = connection.getresponse()
+    reply = Reply(response.status, response.read(), {}, [], params["MessageSid"])
+    connection.close()
+    assert reply.status == 200 and "#2" in reply.text, reply.text
