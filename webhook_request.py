@@ -7,7 +7,7 @@ from urllib.parse import unquote_plus
 
 from flask import Request, abort
 from werkzeug.exceptions import HTTPException
-from werkzeug.http import parse_cookie
+from werkzeug.sansio.http import parse_cookie
 
 FORM_MIMETYPE = "application/x-www-form-urlencoded"
 # Decoding costs about 0.1 us per %XX: a 64 KiB body of escapes would cost ten valid webhooks. Twilio's
