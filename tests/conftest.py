@@ -10,27 +10,16 @@ from pathlib import Path
 
 import pytest
 import time_machine
-from helpers import (  # noqa: F401 - the tests' numbers and keys, also reached through conftest
-    ALICE,
-    BOB,
-    CAROL,
-    COOKIE,
-    OTHER_SECRET,
-    OTHER_SERVICE,
-    PUBLIC_URL,
-    REPO,
-    SECONDARY_TOKEN,
-    SECRET,
-    SERVICE,
-    TOKEN,
-    WEBHOOK_URL,
-    production_settings,
-)
+from helpers import REPO, TOKEN, WEBHOOK_URL, production_settings
+from hypothesis import settings as hypothesis_settings
 
 from config import VARIABLES
 from devtools.servers import Server, free_port
-from devtools.simulator import FlaskTransport, Simulator, StoredCookie
+from devtools.simulator import FlaskTransport, Simulator
 from responder import create_app
+
+# The mutation run (pyproject.toml, [tool.mutmut]) reruns the fast tests for every mutant: fewer examples.
+hypothesis_settings.register_profile("mutation", max_examples=10)
 
 
 @pytest.fixture(autouse=True)
@@ -65,14 +54,8 @@ def make_app(clock, tmp_path):
     """Build an app: production settings (test key, token, PUBLIC_URL), plus the test's overrides."""
 
     def make(instance_path: str | None = None, **overrides):
-        settings = {
-            "RESPONDER_ENV": "production",
-            "SECRET_KEY": SECRET,
-            "TWILIO_AUTH_TOKEN": TOKEN,
-            "PUBLIC_URL": PUBLIC_URL,
-        }
-        settings.update(overrides)
-        return create_app(settings, instance_path=instance_path or str(tmp_path / "instance"))
+        config = production_settings(**overrides)
+        return create_app(config, instance_path=instance_path or str(tmp_path / "instance"))
 
     return make
 
@@ -106,21 +89,6 @@ def webhook_log(caplog):
         return [r.webhook for r in caplog.records if hasattr(r, "webhook")]
 
     return records
-
-
-def rewrite(path, text: str, clock) -> None:
-    """Replace a file's text and date it after the frozen clock, as an operator's later edit would be."""
-    path.write_text(text)
-    os.utime(path, (clock() + 1, clock() + 1))
-
-
-def plant_cookie(phone: Simulator, sender: str, to: str, value: str, clock) -> None:
-    """Put a cookie in a pair's jar, as a client that ignores expiry (or an attacker) would."""
-    phone.jars.setdefault((sender, to), {})[COOKIE] = StoredCookie(value, clock() + 10**6)
-
-
-def cookie_of(phone: Simulator, sender: str, to: str) -> str:
-    return phone.jars[(sender, to)][COOKIE].value
 
 
 @pytest.fixture

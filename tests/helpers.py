@@ -1,4 +1,5 @@
-"""What tests share besides fixtures: the test keys, numbers and URLs (literal keys live only in test code)."""
+"""What tests share besides fixtures: the test keys, numbers and URLs (literal keys live only in test code),
+the production settings, server harnesses and cookie-jar helpers."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import http.client
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
-from devtools.simulator import HttpTransport, Reply, Simulator
+from devtools.servers import free_port, running
+from devtools.simulator import HttpTransport, Reply, Simulator, StoredCookie
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "localhost/sms-responder:0.2.0"  # the tag deploy/kubernetes names
@@ -35,7 +40,7 @@ ALICE, BOB, CAROL = "+15005550101", "+15005550102", "+15005550103"
 SERVICE, OTHER_SERVICE = "+15005550199", "+15005550198"
 
 
-def production_settings(public_url: str, **extra: str) -> dict[str, str]:
+def production_settings(public_url: str = PUBLIC_URL, **extra: str) -> dict[str, str]:
     """Return the settings a production server needs, with the tests' key and token."""
     return {
         "RESPONDER_ENV": "production",
@@ -44,6 +49,56 @@ def production_settings(public_url: str, **extra: str) -> dict[str, str]:
         "PUBLIC_URL": public_url,
         **extra,
     }
+
+
+def problems(env: dict, tmp_path: Path) -> list[str]:
+    """Return the problems that make `load_settings` refuse `env`."""
+    from config import ConfigError, load_settings
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(env, tmp_path / "dev-secret-key")
+    return caught.value.problems
+
+
+@contextmanager
+def running_server(mode: str, env: dict, log_path: Path, prefix: Sequence[str] = ()):
+    """Run `serve.py MODE` with `env` on a free port; yield its Server (`.port`, `.pids()`); stop it afterwards."""
+    port = free_port()
+    full_env = {"PATH": os.environ.get("PATH", ""), "HOST": "127.0.0.1", "PORT": str(port), **env}
+    if mode == "serve":  # production checks signatures for PUBLIC_URL: where the tests reach the server
+        full_env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
+    # `prefix` runs the server through another command, e.g. ["faketime", "-f", "+5s"]: a clock ahead.
+    command = [*prefix, sys.executable, str(REPO / "serve.py"), mode]
+    with running(command, full_env, REPO, log_path, port) as server:
+        yield server
+
+
+def served_settings(workers: int, **extra: str) -> dict[str, str]:
+    """Return production settings for `running_server("serve", ...)`: PUBLIC_URL is where it listens."""
+    settings = production_settings(WEB_CONCURRENCY=str(workers), **extra)
+    del settings["PUBLIC_URL"]
+    return settings
+
+
+def rewrite(path: Path, text: str, clock) -> None:
+    """Replace a file's text and date it after the frozen clock, as an operator's later edit would be."""
+    path.write_text(text)
+    os.utime(path, (clock() + 1, clock() + 1))
+
+
+def plant_cookie(phone: Simulator, sender: str, to: str, value: str, clock) -> None:
+    """Put a cookie in a pair's jar, as a client that ignores expiry (or an attacker) would."""
+    phone.jars.setdefault((sender, to), {})[COOKIE] = StoredCookie(value, clock() + 10**6)
+
+
+def cookie_of(phone: Simulator, sender: str, to: str) -> str:
+    """Return the conversation cookie a pair's jar holds."""
+    return phone.jars[(sender, to)][COOKIE].value
+
+
+def scaled_examples(count: int) -> int:
+    """Return `count` scaled by the Hypothesis profile in use (the mutation run's profile runs fewer)."""
+    return max(10, count * hypothesis_settings.default.max_examples // 100)
 
 
 class HalfSentWebhook:

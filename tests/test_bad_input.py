@@ -3,7 +3,7 @@
 import io
 
 import pytest
-from conftest import ALICE, SERVICE, TOKEN, WEBHOOK_URL
+from helpers import ALICE, SERVICE, TOKEN, WEBHOOK_URL
 
 from devtools.simulator import sign
 
@@ -118,3 +118,9 @@ def test_more_than_256_fields_is_refused_before_the_signature_check(app, webhook
     else:
         assert answer.status_code == 413 and "more than 256 fields" in answer.get_data(as_text=True)
         assert webhook_log()[-1]["outcome"] == "refused:413"
+
+
+def test_a_percent_escape_that_is_not_utf8_is_kept_as_written(make_app, make_phone):
+    from webhook_request import parse_fields
+
+    assert parse_fields("Body=caf%E9&To=%2B1") == {"Body": ["caf%E9"], "To": ["+1"]}

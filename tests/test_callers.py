@@ -1,8 +1,10 @@
 """The caller directory: parsing, normalisation to E.164, and errors that name file and line."""
 
+import logging
 import os
 
 import pytest
+from helpers import ALICE, SERVICE, rewrite
 
 from callers import DirectoryError, load_directory, parse_directory, to_e164
 
@@ -205,3 +207,56 @@ def test_a_large_directory_is_reloaded_in_the_background_while_the_old_one_serve
     may_finish.set()
     watched.thread.join(10)
     assert watched.directory.name_for("+15005550999", "") == "Somebody Else"
+
+
+def test_a_name_of_exactly_100_characters_is_accepted_101_refused():
+    from callers import DirectoryError, parse_directory
+
+    assert parse_directory(["number,name", "+15005550101," + "N" * 100], "c.csv", "US").names
+    with pytest.raises(DirectoryError, match="longer than 100 characters"):
+        parse_directory(["number,name", "+15005550101," + "N" * 101], "c.csv", "US")
+    with pytest.raises(DirectoryError, match="control characters"):
+        parse_directory(["number,name", "+15005550101,A\ud800"], "c.csv", "US")
+
+
+def test_a_number_with_the_wrong_digit_count_reads_exactly():
+    from callers import to_e164
+
+    with pytest.raises(ValueError) as caught:
+        to_e164("+1 500 555 01", "US")
+    assert str(caught.value) == "the number has the wrong number of digits for its country"
+
+
+def test_a_reloaded_directory_reads_national_numbers_in_the_default_region(
+    make_app, make_phone, clock, tmp_path
+):
+
+    directory = tmp_path / "callers.csv"
+    directory.write_text("number,name\n+15005550101,Ada\n")
+    app = make_app(CALLERS_FILE=str(directory))
+    rewrite(directory, "number,name\n(500) 555-0101,Grace\n", clock)
+    clock.advance(6)
+    assert make_phone(app).send("hi", ALICE, SERVICE).text.startswith("Hi Grace,")
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    assert "responder_caller_directory_reload_failures_total 0.0" in text.splitlines()
+
+
+def test_caller_directory_warnings_and_reload_problems_are_logged(make_app, clock, tmp_path, caplog):
+
+    caplog.set_level(logging.WARNING, logger="responder")
+    directory = tmp_path / "callers.csv"
+    directory.write_text("number,name\n+15005550101,Ada\n+15005550101,Ada again\n")
+    app = make_app(CALLERS_FILE=str(directory))
+    assert f"caller directory: {directory}:3: duplicate of line 2 (+1500555****); keeping the first" in [
+        r.getMessage() for r in caplog.records
+    ]
+    rewrite(directory, "number,name\nnonsense,Bob\n", clock)
+    clock.advance(5)  # exactly the recheck interval
+    app.test_client().get("/readyz")
+    assert (
+        caplog.records[-1]
+        .getMessage()
+        .startswith(
+            f"caller directory not reloaded, keeping the previous one: {directory}:2: not a phone number"
+        )
+    )

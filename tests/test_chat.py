@@ -7,8 +7,7 @@ from pathlib import Path
 import pexpect
 import pytest
 from click.testing import CliRunner
-from conftest import SECRET, TOKEN
-from live_server import REPO, production_env, running_server
+from helpers import REPO, SECRET, TOKEN, running_server, served_settings
 
 from devtools.chat import chat_command, cookie_count
 from devtools.servers import free_port
@@ -61,7 +60,7 @@ def test_an_unknown_line_is_reported_with_its_line_number(development, tmp_path)
 @pytest.fixture(scope="module")
 def production_server(tmp_path_factory):
     with running_server(
-        "serve", production_env(1), tmp_path_factory.mktemp("server") / "server.log"
+        "serve", served_settings(1), tmp_path_factory.mktemp("server") / "server.log"
     ) as server:
         yield f"http://127.0.0.1:{server.port}/sms"
 
@@ -162,7 +161,7 @@ def test_the_in_process_phone_signs_for_public_url_when_it_is_set(development, m
 
 @pytest.fixture(scope="module")
 def server_behind_a_public_url(tmp_path_factory):
-    env = {**production_env(1), "PUBLIC_URL": "https://sms.example.com"}  # as behind a proxy or a tunnel
+    env = {**served_settings(1), "PUBLIC_URL": "https://sms.example.com"}  # as behind a proxy or a tunnel
     with running_server("serve", env, tmp_path_factory.mktemp("proxied") / "server.log") as server:
         yield f"http://127.0.0.1:{server.port}/sms"
 

@@ -3,25 +3,15 @@
 import os
 import secrets
 import stat
+from pathlib import Path
 
 import pytest
-from conftest import SECRET, TOKEN
+from helpers import REPO, SECRET, TOKEN, problems, production_settings, rewrite, scaled_examples
 
 from config import ConfigError, load_settings, read_environment
 from responder import create_app
 
-GOOD = {
-    "RESPONDER_ENV": "production",
-    "SECRET_KEY": SECRET,
-    "TWILIO_AUTH_TOKEN": TOKEN,
-    "PUBLIC_URL": "https://sms.example.com",
-}
-
-
-def problems(env, tmp_path):
-    with pytest.raises(ConfigError) as caught:
-        load_settings(env, tmp_path / "dev-secret-key")
-    return caught.value.problems
+GOOD = production_settings()
 
 
 def test_good_production_settings_load(tmp_path):
@@ -33,25 +23,15 @@ def test_good_production_settings_load(tmp_path):
 @pytest.mark.parametrize(
     ("change", "variable"),
     [
-        ({"SECRET_KEY": ""}, "SECRET_KEY"),
         ({"SECRET_KEY": "too-short-but-random-9f8e7d"}, "SECRET_KEY"),
         ({"SECRET_KEY": "please-change-this-secret-key-in-production"}, "SECRET_KEY"),
         ({"SECRET_KEY": "a" * 40}, "SECRET_KEY"),
-        ({"TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN"),
         ({"SECRET_KEY_FALLBACKS": "short"}, "SECRET_KEY_FALLBACKS"),
-        ({"RESPONDER_ENV": "staging"}, "RESPONDER_ENV"),
         ({"PUBLIC_URL": "sms.example.com"}, "PUBLIC_URL"),
-        ({"PUBLIC_URL": "https://sms.example.com/?x=1"}, "PUBLIC_URL"),
-        ({"TRUSTED_PROXIES": "one"}, "TRUSTED_PROXIES"),
         ({"TRUSTED_PROXIES": "-1"}, "TRUSTED_PROXIES"),
         ({"CONVERSATION_IDLE_SECONDS": "0"}, "CONVERSATION_IDLE_SECONDS"),
         ({"CONVERSATION_IDLE_SECONDS": "86400"}, "CONVERSATION_IDLE_SECONDS"),
         ({"PORT": "99999"}, "PORT"),
-        ({"DEFAULT_REGION": "ZZ"}, "DEFAULT_REGION"),
-        ({"GREETING_TEMPLATE": "Hi {nmae}"}, "GREETING_TEMPLATE"),
-        ({"COUNT_REPLY_TEMPLATE": "#{count"}, "COUNT_REPLY_TEMPLATE"),
-        ({"HELP_TEXT": "x" * 1601}, "HELP_TEXT"),
-        ({"TWILIO_AUTH_TOKEN": "", "TWILIO_AUTH_TOKEN_SECONDARY": TOKEN}, "TWILIO_AUTH_TOKEN"),
     ],
 )
 def test_each_bad_setting_is_refused_naming_the_variable(tmp_path, change, variable):
@@ -134,7 +114,7 @@ def test_guessable_secret_keys_are_refused(tmp_path, key):
 @pytest.mark.parametrize("make_key", [lambda: secrets.token_urlsafe(24), lambda: secrets.token_hex(16),
                                       lambda: secrets.token_urlsafe(48)], ids=["urlsafe-32", "hex-32", "urlsafe-64"])  # fmt: skip
 def test_random_keys_are_accepted(tmp_path, make_key):
-    for _ in range(200 if os.environ.get("MUTANT_UNDER_TEST") else 2000):
+    for _ in range(scaled_examples(2000)):
         key = make_key()
         assert load_settings({**GOOD, "SECRET_KEY": key}, tmp_path / "k").secret_key == key
 
@@ -378,7 +358,6 @@ def test_a_worker_that_boots_after_a_bad_edit_serves_the_last_good_directory(
 def test_a_new_worker_boots_from_the_newest_good_version_another_worker_loaded(
     make_app, make_phone, clock, tmp_path
 ):
-    from conftest import rewrite
 
     directory = caller_directory(tmp_path, "number,name\n+15005550101,Ada\n")
     first = make_app(CALLERS_FILE=str(directory))
@@ -443,9 +422,99 @@ def test_a_last_good_copy_that_cannot_be_written_only_warns(tmp_path, caplog):
 
 
 def test_a_copied_env_example_leaves_make_run_in_development_and_serve_in_production(tmp_path):
-    from live_server import REPO
-
     (tmp_path / ".env").write_text((REPO / ".env.example").read_text())  # cp .env.example .env
     environment = read_environment()
     assert "RESPONDER_ENV" not in environment  # make run then picks development, make serve production
     assert load_settings({**environment, **GOOD, "RESPONDER_ENV": ""}, tmp_path / "k").is_production
+
+
+SETTINGS_ERRORS = [
+    ({"SECRET_KEY": ""}, "SECRET_KEY is not set; production needs a random key of at least 32 characters shared by every instance"),
+    ({"TWILIO_AUTH_TOKEN": ""}, "TWILIO_AUTH_TOKEN is not set; production checks every webhook's X-Twilio-Signature (find the token in the Twilio Console under Account > API keys & tokens)"),
+    ({"PUBLIC_URL": ""}, "PUBLIC_URL is not set; production checks signatures against the URL Twilio calls only: set it to the webhook URL in the Twilio Console without /sms (e.g. https://sms.example.com; several, comma-separated)"),
+    ({"TWILIO_AUTH_TOKEN": "changeme"}, "TWILIO_AUTH_TOKEN is not a Twilio auth token (32 hexadecimal characters); copy it from the Twilio Console under Account > API keys & tokens"),
+    ({"TWILIO_AUTH_TOKEN_SECONDARY": "nope"}, "TWILIO_AUTH_TOKEN_SECONDARY is not a Twilio auth token (32 hexadecimal characters); copy it from the Twilio Console under Account > API keys & tokens"),
+    ({"TWILIO_AUTH_TOKEN": "", "TWILIO_AUTH_TOKEN_SECONDARY": "fedcba9876543210fedcba9876543210"}, "TWILIO_AUTH_TOKEN_SECONDARY is set without TWILIO_AUTH_TOKEN; set the primary too"),
+    ({"RESPONDER_ENV": "staging"}, "RESPONDER_ENV='staging': use 'development' or 'production'"),
+    ({"TRUSTED_PROXIES": "one"}, "TRUSTED_PROXIES='one' is not a whole number; the number of reverse proxies in front of the service"),
+    ({"TRUSTED_PROXIES": "11"}, "TRUSTED_PROXIES=11 is out of range 0..10; the number of reverse proxies in front of the service"),
+    ({"CONVERSATION_IDLE_SECONDS": "14401"}, "CONVERSATION_IDLE_SECONDS=14401 is out of range 1..14400; Twilio keeps a conversation's cookie for at most 4 hours (14400 s)"),
+    ({"PORT": "0"}, "PORT=0 is out of range 1..65535; a TCP port"),
+    ({"DEFAULT_REGION": "ZZ"}, "DEFAULT_REGION='ZZ' is not a two-letter region code such as US or GB"),
+    ({"GREETING_TEMPLATE": "Hi {nmae}"}, "GREETING_TEMPLATE: unknown placeholder(s) nmae; allowed: {count}, {name}, {to}"),
+    ({"GREETING_TEMPLATE": "Hi {nmae} {x}"}, "GREETING_TEMPLATE: unknown placeholder(s) nmae, x; allowed: {count}, {name}, {to}"),
+    ({"COUNT_REPLY_TEMPLATE": "#{count"}, "COUNT_REPLY_TEMPLATE: bad braces (expected '}' before end of string); write {{ and }} for literal braces"),
+    ({"GREETING_TEMPLATE": "{count:>9}"}, "GREETING_TEMPLATE: placeholders take no format spec or conversion; use plain {name}, {count} and {to}"),
+    ({"GREETING_TEMPLATE": "   "}, "GREETING_TEMPLATE: is empty; a reply must say something"),
+    ({"GREETING_TEMPLATE": "x" * 1601}, "GREETING_TEMPLATE: can render 1601 characters with a long name; Twilio's limit is 1600"),
+    ({"HELP_TEXT": "x" * 1601}, "HELP_TEXT is longer than Twilio's 1600-character limit"),
+    ({"PUBLIC_URL": "ftp://x"}, "PUBLIC_URL='ftp://x': give the base URL Twilio calls, e.g. https://sms.example.com"),
+    ({"PUBLIC_URL": "https://sms.example.com/?a=1"}, "PUBLIC_URL='https://sms.example.com/?a=1': give the base URL Twilio calls, e.g. https://sms.example.com"),
+    ({"SECRET_KEY": "c0ffee11d00d22beef33cafe44f00d55", "TWILIO_AUTH_TOKEN": "c0ffee11d00d22beef33cafe44f00d55"}, "SECRET_KEY is the Twilio auth token; the cookie key must be a secret of its own"),
+    ({"SECRET_KEY": "abcdefghabcdefghabcdefghabcdefgh"}, "SECRET_KEY is a well-known or guessable value (repeats, runs or sample words); generate one with python -c 'import secrets; print(secrets.token_urlsafe(48))'"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("change", "message"), SETTINGS_ERRORS)
+def test_each_settings_error_reads_exactly(tmp_path, change, message):
+    assert problems({**GOOD, **change}, tmp_path) == [message]
+
+
+def test_a_template_a_long_name_keeps_within_the_limit_is_accepted(tmp_path):
+    template = "x" * (1600 - 100) + "{name}"  # 1,500 + a 100-character name = 1,600
+    assert load_settings({**GOOD, "GREETING_TEMPLATE": template}, tmp_path / "k").greeting == template
+    (problem,) = problems({**GOOD, "GREETING_TEMPLATE": "x" + template}, tmp_path)
+    assert problem == "GREETING_TEMPLATE: can render 1601 characters with a long name; Twilio's limit is 1600"
+
+
+def test_the_development_warning_reads_exactly(tmp_path):
+    settings = load_settings({"RESPONDER_ENV": "development"}, tmp_path / "k")
+    assert settings.warnings == (
+        "TWILIO_AUTH_TOKEN is not set: webhook signatures are NOT checked. Anyone who can reach this server "
+        "can post to /sms. Development only.",
+    )
+
+
+def test_the_config_error_lists_its_problems_one_per_line(tmp_path):
+    from config import ConfigError
+
+    assert str(ConfigError(["a", "b"])) == "a\nb"
+
+
+def test_the_instance_path_override_keeps_the_development_key_there(make_app, tmp_path):
+    app = make_app(
+        RESPONDER_ENV="development",
+        TWILIO_AUTH_TOKEN="",
+        PUBLIC_URL="",
+        SECRET_KEY="",
+        instance_path=str(tmp_path / "elsewhere"),
+    )
+    assert Path(app.instance_path) == tmp_path / "elsewhere"
+    assert (tmp_path / "elsewhere" / "dev-secret-key").read_text().strip() == app.secret_key
+
+
+def test_the_dot_env_in_the_working_directory_is_read_by_default(tmp_path):
+    from config import read_environment
+
+    (tmp_path / ".env").write_text("GREETING_TEMPLATE=From the file\n")  # the tests run in tmp_path
+    assert read_environment({})["GREETING_TEMPLATE"] == "From the file"
+
+
+def test_development_with_a_token_warns_nothing(tmp_path):
+    from config import load_settings
+
+    settings = load_settings({"RESPONDER_ENV": "development", "TWILIO_AUTH_TOKEN": TOKEN}, tmp_path / "k")
+    assert settings.warnings == () and settings.checks_signatures
+
+
+def test_a_help_text_of_exactly_1600_characters_is_accepted(tmp_path):
+    from config import load_settings
+
+    assert len(load_settings({**GOOD, "HELP_TEXT": "h" * 1600}, tmp_path / "k").help_text) == 1600
+
+
+def test_a_secondary_token_without_any_primary_variable_is_refused(tmp_path):
+    env = {k: v for k, v in GOOD.items() if k != "TWILIO_AUTH_TOKEN"} | {"TWILIO_AUTH_TOKEN_SECONDARY": TOKEN}
+    assert "TWILIO_AUTH_TOKEN_SECONDARY is set without TWILIO_AUTH_TOKEN; set the primary too" in problems(
+        env, tmp_path
+    )

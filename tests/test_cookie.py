@@ -4,12 +4,10 @@ import base64
 import json
 
 import pytest
-from conftest import ALICE, BOB, OTHER_SECRET, SECRET, SERVICE, cookie_of, plant_cookie
+from helpers import ALICE, BOB, GREETING, OTHER_SECRET, SECRET, SERVICE, TOKEN, cookie_of, plant_cookie
 
-from devtools.simulator import cookie_payload
-
-GREETING = "Hi Friend, welcome! Text RESET any time to start over."
-
+from conversation import fingerprint
+from devtools.simulator import cookie_payload, sign
 
 payload = cookie_payload
 
@@ -173,3 +171,87 @@ def test_cookies_are_signed_exactly_as_flasks_own_session_signs_them(app, twilio
     ours = cookie_of(twilio, ALICE, SERVICE)
     flasks = SecureCookieSessionInterface().get_signing_serializer(app)
     assert flasks.loads(ours) == payload(ours)
+
+
+@pytest.mark.parametrize(
+    ("public_url", "base_url", "is_secure"),
+    [("http://sms.example.com", "https://sms.example.com", True), ("http://sms.example.com", "http://sms.example.com", False),
+     ("https://sms.example.com", "http://sms.example.com", True)],
+)  # fmt: skip
+def test_the_cookie_is_secure_when_the_public_url_or_the_request_is_https(
+    make_app, public_url, base_url, is_secure
+):
+    app = make_app(PUBLIC_URL=public_url)
+    data = {"From": ALICE, "To": SERVICE, "Body": "hi"}
+    url = base_url.replace("https://", "http://") if public_url.startswith("http://") else public_url
+    headers = {"X-Twilio-Signature": sign(TOKEN, url + "/sms", data)}
+    answer = app.test_client().post("/sms", base_url=base_url, data=data, headers=headers)
+    assert answer.status_code == 200
+    assert ("; Secure" in answer.headers["Set-Cookie"]) is is_secure
+
+
+def test_a_signed_payload_that_is_not_json_is_garbage_and_the_next_cookie_is_bound_again(
+    app, twilio, clock, webhook_log
+):
+    serializer = app.session_interface.get_signing_serializer(app)
+    not_json = serializer.make_signer().sign(base64.urlsafe_b64encode(b"not json").rstrip(b"=")).decode()
+    plant_cookie(twilio, ALICE, SERVICE, not_json, clock)
+    assert twilio.send("hi", ALICE, SERVICE).text.startswith("Hi Friend, welcome!")
+    assert webhook_log()[-1]["fresh"] == "garbage"
+    assert twilio.send("again", ALICE, SERVICE).text.endswith("message #2 in our conversation.")
+
+
+def test_the_cookie_payload_is_compact_json_with_a_20_character_pair_and_a_12_digit_fingerprint(twilio):
+    twilio.send("hello", ALICE, SERVICE)
+    value = cookie_of(twilio, ALICE, SERVICE)
+    raw = base64.urlsafe_b64decode(value.split(".")[0] + "==")
+    assert b" " not in raw and json.loads(raw) == cookie_payload(value)
+    payload = cookie_payload(value)
+    assert len(payload["p"]) == 20 and len(payload["m"]) == 12
+    assert len(fingerprint("SM" + "a" * 32)) == 12 and fingerprint("") == ""
+
+
+def test_derived_signing_keys_are_computed_once(app, twilio, monkeypatch):
+    from itsdangerous import TimestampSigner
+
+    calls = []
+    original = TimestampSigner.derive_key
+    monkeypatch.setattr(
+        TimestampSigner, "derive_key", lambda self, key=None: calls.append(1) or original(self, key)
+    )
+    for body in ("a", "b", "c"):
+        twilio.send(body, ALICE, SERVICE)
+    assert len(calls) == 1
+
+
+def test_conversations_on_other_pairs_are_not_affected_by_a_bad_cookie(twilio, clock):
+    twilio.send("hello", BOB, SERVICE)
+    plant_cookie(twilio, ALICE, SERVICE, "garbage", clock)
+    twilio.send("hi", ALICE, SERVICE)
+    assert twilio.send("again", BOB, SERVICE).text.endswith("message #2 in our conversation.")
+
+
+def test_rotation_verifies_with_each_fallback_key_derived_for_itself(make_app, make_phone):
+    old = make_phone(make_app(SECRET_KEY=OTHER_SECRET))
+    old.send("one", ALICE, SERVICE)
+    rotated = make_phone(make_app(SECRET_KEY=SECRET, SECRET_KEY_FALLBACKS=OTHER_SECRET))
+    rotated.jars = old.jars
+    assert rotated.send("two", ALICE, SERVICE).text.endswith("message #2 in our conversation.")
+
+
+def test_a_conversation_at_count_zero_is_a_valid_cookie_not_a_fresh_start(app, twilio, clock, webhook_log):
+    twilio.send("hello", ALICE, SERVICE)
+    payload = cookie_payload(cookie_of(twilio, ALICE, SERVICE)) | {"n": 0}
+    plant_cookie(
+        twilio, ALICE, SERVICE, app.session_interface.get_signing_serializer(app).dumps(payload), clock
+    )
+    assert twilio.send("hi", ALICE, SERVICE).text == GREETING
+    assert "fresh" not in webhook_log()[-1]
+    assert twilio.send("again", ALICE, SERVICE).text.endswith("message #2 in our conversation.")
+
+
+def test_a_conversation_cookie_after_a_comma_joined_cookie_header_continues(twilio):
+    twilio.send("hello", ALICE, SERVICE)
+    joined = f"theme=dark,{twilio.cookie_header(ALICE, SERVICE)}"  # how gunicorn joins two Cookie headers
+    reply = twilio.deliver(twilio.params("again", ALICE, SERVICE), cookie=joined)
+    assert reply.text.endswith("message #2 in our conversation.")

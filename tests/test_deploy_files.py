@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from dotenv import dotenv_values
-from helpers import REPO, require
+from helpers import REPO, production_settings, require
 
 from config import VARIABLES
 from devtools.servers import free_port, running
@@ -84,7 +84,7 @@ def test_procfile_web_runs_the_production_server_on_port_like_a_paas(tmp_path):
     command = line.removeprefix("web:").strip()
     assert "0.0.0.0" in command and "gunicorn -c gunicorn.conf.py" in command
     port = free_port()
-    env = base_env(PORT=str(port), RESPONDER_ENV="production", **FILLED)
+    env = base_env(PORT=str(port), **production_settings())
     healthy_under(["bash", "-c", command], env, REPO, port, tmp_path)
 
 

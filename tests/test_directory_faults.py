@@ -5,8 +5,7 @@ import signal
 import time
 
 import pytest
-from conftest import ALICE, SERVICE, TOKEN
-from live_server import production_env, running_server
+from helpers import ALICE, SERVICE, TOKEN, running_server, served_settings
 
 from devtools.servers import http_status, wait_until
 from devtools.simulator import HttpTransport, Simulator
@@ -40,7 +39,7 @@ def kill_a_worker_and_wait_for_its_replacement(server, workers: int) -> None:
 def test_a_worker_killed_after_a_bad_edit_comes_back_with_the_last_good_directory(tmp_path):
     directory = tmp_path / "callers.csv"
     directory.write_text("number,name\n+15005550101,Ada\n")
-    env = {**production_env(2), "CALLERS_FILE": str(directory)}
+    env = {**served_settings(2), "CALLERS_FILE": str(directory)}
     log = tmp_path / "server.log"
     with running_server("serve", env, log) as server:
         phone = phone_for(server)
@@ -61,7 +60,7 @@ def test_a_worker_killed_after_a_bad_edit_comes_back_with_the_last_good_director
 def test_a_new_worker_gets_the_newest_good_version_its_predecessor_loaded(tmp_path):
     directory = tmp_path / "callers.csv"
     directory.write_text("number,name\n+15005550101,Ada\n")
-    env = {**production_env(1), "CALLERS_FILE": str(directory)}
+    env = {**served_settings(1), "CALLERS_FILE": str(directory)}
     with running_server("serve", env, tmp_path / "server.log") as server:
         phone = phone_for(server)
         directory.write_text("number,name\n+15005550101,Grace\n")
@@ -82,7 +81,7 @@ def rows(name: str) -> str:
 def test_a_100000_row_reload_runs_beside_the_webhooks_not_inside_one(tmp_path):
     directory = tmp_path / "callers.csv"
     directory.write_text(rows("Person"))
-    env = {**production_env(1), "CALLERS_FILE": str(directory)}
+    env = {**served_settings(1), "CALLERS_FILE": str(directory)}
     with running_server("serve", env, tmp_path / "server.log") as server:
         phone = phone_for(server)
         assert phone.send("hi", ALICE, SERVICE).text.startswith("Hi Person 50101,")

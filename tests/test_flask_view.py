@@ -4,14 +4,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ALICE, BOB, SERVICE, TOKEN, WEBHOOK_URL
 from flask import got_request_exception, request, request_started, session, url_for
-from live_server import REPO
+from helpers import ALICE, BOB, GREETING, REPO, SERVICE, TOKEN, WEBHOOK_URL
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from devtools.simulator import sign
-
-GREETING = "Hi Friend, welcome! Text RESET any time to start over."
 
 
 @pytest.mark.server

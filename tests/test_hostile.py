@@ -4,7 +4,7 @@ import time
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ALICE, SERVICE, TOKEN, WEBHOOK_URL
+from helpers import ALICE, SERVICE, TOKEN, WEBHOOK_URL
 
 from devtools.simulator import Simulator, sign
 

@@ -10,8 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ALICE, BOB, SERVICE, plant_cookie, rewrite
-from helpers import GREETING
+from helpers import ALICE, BOB, GREETING, SERVICE, plant_cookie, rewrite
 from prometheus_client.parser import text_string_to_metric_families
 
 import metrics_folder
@@ -156,3 +155,22 @@ def test_a_worker_whose_metrics_folder_cannot_be_written_answers_webhooks_and_sa
     assert f"metrics are off in this worker: PROMETHEUS_MULTIPROC_DIR={missing} cannot be written" in text
     warnings = [r for r in caplog.records if r.name == "responder" and "metrics are off" in r.getMessage()]
     assert [r.levelno for r in warnings] == [logging.WARNING]  # one, however many webhooks follow
+
+
+def test_metrics_describe_themselves(app):
+    text = app.test_client().get("/metrics").get_data(as_text=True)
+    for line in [
+        "# HELP responder_webhooks_total Webhooks answered, by outcome.",
+        "# HELP responder_conversations_fresh_total Conversations that started fresh, by why (new: no cookie yet).",
+        "# HELP responder_webhook_duration_seconds Time spent answering a webhook.",
+        "# HELP responder_caller_directory_entries Numbers in the caller directory.",
+        "# HELP responder_caller_directory_reload_failures_total Caller directory reloads that failed (the previous directory was kept).",
+        'responder_webhook_duration_seconds_bucket{le="0.0005"} 0.0',
+        'responder_webhook_duration_seconds_bucket{le="2.5"} 0.0',
+    ]:
+        assert line in text.splitlines(), line
+    with app.test_request_context():
+        from flask import url_for
+
+        assert url_for("metrics") == "/metrics"
+    assert app.test_client().post("/metrics").status_code == 405

@@ -4,46 +4,28 @@ The workers' folder is one instance's: a second one started on it is refused, an
 run when PROMETHEUS_MULTIPROC_DIR is not set is removed when the server stops.
 """
 
-import http.client
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlencode
 
 import pytest
-from conftest import SECRET, SERVICE, TOKEN
-from helpers import REPO, production_settings
-from live_server import running_server
+from helpers import REPO, SERVICE, TOKEN, production_settings, running_server, served_settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.servers import Server, free_port, wait_until
-from devtools.simulator import HttpTransport, Simulator, sign
+from devtools.simulator import HttpTransport, Simulator
 
 pytestmark = pytest.mark.server
 
 REPLIES, STOPS, FORGED = 70, 10, 20
 
 
-def post(port: int, params: dict, signature: str) -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:  # a new connection each time, so the workers share the traffic
-        body = urlencode(params)
-        headers = {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": signature}
-        connection.request("POST", "/sms", body=body, headers=headers)
-        return connection.getresponse().status
-    finally:
-        connection.close()
-
-
 def webhook_counts(port: int) -> dict[str, float]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", "/metrics")
-        text = connection.getresponse().read().decode()
-    finally:
-        connection.close()
+    status, _, body = HttpTransport().request("GET", f"http://127.0.0.1:{port}/metrics", {}, b"")
+    assert status == 200
+    text = body.decode()
     return {
         s.labels["outcome"]: s.value
         for family in text_string_to_metric_families(text)
@@ -53,20 +35,17 @@ def webhook_counts(port: int) -> dict[str, float]:
 
 
 def test_counts_are_exact_on_every_scrape_and_survive_a_worker_restart(tmp_path):
-    env = {
-        "RESPONDER_ENV": "production",
-        "SECRET_KEY": SECRET,
-        "TWILIO_AUTH_TOKEN": TOKEN,
-        "WEB_CONCURRENCY": "2",
-    }
-    with running_server("serve", env, tmp_path / "server.log") as server:
-        url = f"http://127.0.0.1:{server.port}/sms"
-        phone = Simulator(transport=None, url=url, token=TOKEN)
+    with running_server("serve", served_settings(2), tmp_path / "server.log") as server:
+        url = (
+            f"http://127.0.0.1:{server.port}/sms"  # a new connection each time: the workers share the traffic
+        )
+        twilio = Simulator(HttpTransport(), url, token=TOKEN)
+        forger = Simulator(HttpTransport(), url, token="f" * 32)  # not the service's token
         statuses = []
         for i in range(REPLIES + STOPS + FORGED):
+            phone = forger if i >= REPLIES + STOPS else twilio
             params = phone.params("STOP" if i < STOPS else f"hello {i}", f"+1500555{i:04d}", SERVICE)
-            signature = "forged" if i >= REPLIES + STOPS else sign(TOKEN, url, params)
-            statuses.append(post(server.port, params, signature))
+            statuses.append(phone.deliver(params).status)
         assert statuses.count(200) == REPLIES + STOPS and statuses.count(403) == FORGED
 
         expected = {"reply": REPLIES, "keyword_stop": STOPS, "refused_signature": FORGED}

@@ -1,10 +1,9 @@
 """Whatever arrives at the webhook: never a 5xx, and every 200 is well-formed TwiML."""
 
-import os
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qsl
 
-from conftest import ALICE, SERVICE, TOKEN
+from helpers import ALICE, SERVICE, TOKEN, scaled_examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twilio.twiml.messaging_response import MessagingResponse
@@ -12,12 +11,6 @@ from twilio.twiml.messaging_response import MessagingResponse
 from devtools.simulator import sign
 from twiml import twiml_for
 from webhook_request import parse_fields
-
-
-def examples(count: int) -> int:
-    """Run `count` examples, or a tenth of them under mutation testing (every mutant reruns them)."""
-    return max(10, count // 10) if os.environ.get("MUTANT_UNDER_TEST") else count
-
 
 text = st.text(st.characters(codec="utf-8"), max_size=80)
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=80)
@@ -50,7 +43,9 @@ def assert_sane(answer, method="POST"):
 
 
 @settings(
-    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=scaled_examples(300),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     form=forms,
@@ -78,7 +73,9 @@ def test_arbitrary_forms_headers_signatures_and_cookies_never_break_the_webhook(
 
 
 @settings(
-    max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=scaled_examples(200),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "HEAD"]),
@@ -96,7 +93,7 @@ def test_arbitrary_raw_requests_never_get_a_5xx(make_app, method, content_type, 
     assert_sane(answer, method)
 
 
-@settings(max_examples=examples(500), deadline=None)
+@settings(max_examples=scaled_examples(500), deadline=None)
 @given(reply=st.text(max_size=200) | st.text(st.characters(max_codepoint=0x1F), max_size=5))
 def test_twiml_is_exactly_what_messaging_response_builds(reply):
     built = MessagingResponse()
@@ -109,7 +106,9 @@ def test_twiml_is_exactly_what_messaging_response_builds(reply):
 
 
 @settings(
-    max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=scaled_examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     template=st.lists(
@@ -128,7 +127,7 @@ def test_replies_are_well_formed_xml_whatever_the_template_and_fields(make_app, 
         assert next(m.text for m in root.iter("Message")).endswith("!")
 
 
-@settings(max_examples=examples(500))
+@settings(max_examples=scaled_examples(500))
 @given(text=st.text(alphabet="ab=&+%2C3é;", max_size=40) | st.text(max_size=40))
 def test_the_form_parser_reads_any_body_exactly_as_parse_qsl(text):
     expected: dict[str, list[str]] = {}

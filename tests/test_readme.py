@@ -1,11 +1,10 @@
 """The README's quick start is true: `make run`'s server answers its curl example as shown; its links resolve."""
 
 import re
-import shutil
 import subprocess
 
 import pytest
-from live_server import REPO, running_server
+from helpers import REPO, require, running_server
 
 pytestmark = pytest.mark.server
 
@@ -29,8 +28,8 @@ def test_the_quick_start_is_two_commands():
     assert commands == ["make run", "make test"]
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_the_curl_example_gets_the_greeting_then_the_count(tmp_path):
+    require("curl", "apt-get install curl")
     block = quick_start_block()
     commands = re.findall(r"(curl .*?)\n# (.*?)\n", block.replace("\\\n", ""), re.S)
     assert len(commands) == 2

@@ -5,8 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import SECRET, TOKEN
-from live_server import REPO
+from helpers import REPO, SECRET, TOKEN
 
 pytestmark = pytest.mark.server
 

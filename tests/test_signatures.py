@@ -1,11 +1,13 @@
 """X-Twilio-Signature checks, directly and behind a proxy, and the hints a refusal logs."""
 
+import time
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ALICE, SECONDARY_TOKEN, SERVICE, TOKEN
+from helpers import ALICE, SECONDARY_TOKEN, SERVICE, TOKEN
 
 from devtools.simulator import sign
+from signatures import DIAGNOSIS_INTERVAL
 
 PUBLIC = "https://sms.example.com/sms"
 PARAMS = {"From": ALICE, "To": SERVICE, "Body": "hi", "MessageSid": "SM" + "a" * 32}
@@ -244,3 +246,71 @@ def test_the_signature_is_checked_before_the_cookie_so_a_forged_webhook_never_co
     assert verified == []
     assert twilio.send("again", ALICE, SERVICE).text.endswith("message #2 in our conversation.")
     assert len(verified) == 1
+
+
+def forged_request(app, headers=None, signed_for="https://elsewhere.example/sms"):
+    data = {"From": ALICE, "To": SERVICE, "Body": "hi"}
+    headers = {"X-Twilio-Signature": sign(TOKEN, signed_for, data), **(headers or {})}
+    return app.test_client().post("/sms", base_url="https://sms.example.com", data=data, headers=headers)
+
+
+def test_the_diagnosis_runs_at_most_once_a_second_and_says_so(app, webhook_log, monkeypatch):
+    now = [time.monotonic()]
+    monkeypatch.setattr("signatures.time.monotonic", lambda: now[0])
+    forged_request(app)
+    assert webhook_log()[-1]["why"] == (
+        "signature does not match https://sms.example.com/sms under any known variant (wrong auth token?)"
+    )
+    now[0] += DIAGNOSIS_INTERVAL - 0.01
+    forged_request(app)
+    assert (
+        webhook_log()[-1]["why"]
+        == "signature does not match (not diagnosed: at most one diagnosis per second)"
+    )
+    now[0] += 0.01
+    forged_request(app)
+    assert "under any known variant" in webhook_log()[-1]["why"]
+
+
+def test_a_missing_signature_is_named_as_such(app, webhook_log):
+    app.test_client().post("/sms", data={"From": ALICE, "To": SERVICE})
+    assert webhook_log()[-1]["why"] == "no X-Twilio-Signature header: the request did not come from Twilio"
+
+
+@pytest.mark.parametrize(
+    ("headers", "signed_for"),
+    [
+        ({"X-Forwarded-Host": "sms.example.net"}, "https://sms.example.net/sms"),  # host alone
+        ({"X-Forwarded-Proto": "http"}, "http://sms.example.com/sms"),  # scheme alone
+        ({"X-Forwarded-Host": "a.example, b.example"}, "https://a.example/sms"),  # the first of a list
+    ],
+)
+def test_each_forwarded_header_alone_is_diagnosed(make_app, webhook_log, headers, signed_for):
+    app = make_app(RESPONDER_ENV="development", PUBLIC_URL="")
+    forged_request(app, headers, signed_for)
+    why = webhook_log()[-1]["why"]
+    assert why.startswith(f"signature matches {signed_for} but https://sms.example.com/sms was checked")
+
+
+def test_a_get_diagnosis_hides_the_query(make_app, webhook_log):
+    app = make_app(RESPONDER_ENV="development", PUBLIC_URL="")
+    query = "From=%2B15005550101&To=%2B15005550199&Body=secret"
+    signature = sign(TOKEN, "http://sms.example.com/sms?" + query, {})
+    app.test_client().get(
+        f"/sms?{query}", base_url="https://sms.example.com", headers={"X-Twilio-Signature": signature}
+    )
+    assert webhook_log()[-1]["why"] == (
+        "signature matches http://sms.example.com/sms?… but https://sms.example.com/sms?… was checked: set "
+        "PUBLIC_URL to the exact base URL in the Twilio Console, or TRUSTED_PROXIES to the number of proxies "
+        "that set X-Forwarded-Proto; request refused"
+    )
+
+
+def test_behind_a_trusted_proxy_the_client_address_is_the_forwarded_one(make_app):
+    from flask import request
+
+    app = make_app(TRUSTED_PROXIES="1")
+    seen = []
+    app.before_request(lambda: seen.append(request.remote_addr))
+    app.test_client().get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert seen == ["203.0.113.9"]

@@ -5,9 +5,8 @@ import shutil
 import time
 
 import pytest
-from conftest import ALICE, SERVICE, cookie_of
+from helpers import ALICE, SERVICE, cookie_of, running_server, served_settings
 from itsdangerous.encoding import base64_decode, bytes_to_int
-from live_server import production_env, running_server
 
 from devtools.simulator import HttpTransport, Simulator
 
@@ -30,7 +29,7 @@ def signed_at(cookie: str) -> int:
 
 def test_two_instances_with_clocks_5_s_apart_keep_one_conversation(tmp_path):
     ahead = require_faketime()
-    env = production_env(2)
+    env = served_settings(2)
     with (
         running_server("serve", env, tmp_path / "on-time.log") as on_time,
         running_server("serve", env, tmp_path / "ahead.log", prefix=ahead) as fast,

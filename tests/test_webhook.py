@@ -3,11 +3,10 @@
 import json
 
 import pytest
-from conftest import ALICE, BOB, CAROL, OTHER_SERVICE, SECRET, SERVICE, TOKEN, cookie_of, rewrite
+from helpers import ALICE, BOB, CAROL, GREETING, OTHER_SERVICE, SECRET, SERVICE, TOKEN, cookie_of, rewrite
 
 from conversation import RESET_REPLY
-
-GREETING = "Hi Friend, welcome! Text RESET any time to start over."
+from responder import media_count
 
 
 def count_reply(n, name="Friend"):
@@ -219,3 +218,10 @@ def test_a_successful_reload_of_the_caller_directory_changes_the_names(make_app,
     assert phone.send("and again", ALICE, SERVICE).text.startswith("Hi Grace,")
     assert phone.send("hi", BOB, SERVICE).text.startswith("Hi Bob,")
     assert app.test_client().get("/readyz").get_json()["callers"] == 2
+
+
+@pytest.mark.parametrize(
+    ("raw", "count"), [("0", 0), ("1", 1), ("100", 100), ("101", 100), ("-3", 0), ("x", 0)]
+)
+def test_media_counts_are_read_within_bounds(raw, count):
+    assert media_count(raw) == count

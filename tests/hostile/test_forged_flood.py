@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import http.client
 import statistics
 import threading
 import time
 from urllib.parse import urlencode
 
 import pytest
-from conftest import ALICE, SERVICE, TOKEN
-from live_server import production_env, running_server
+from helpers import ALICE, SERVICE, TOKEN, running_server, served_settings
 
-from devtools.simulator import Simulator, sign
+from devtools.simulator import HttpTransport, Simulator, sign
 
 pytestmark = pytest.mark.server
 
@@ -22,22 +20,17 @@ FORM = "application/x-www-form-urlencoded"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with running_server(
-        "serve", production_env(2), tmp_path_factory.mktemp("flood") / "server.log"
+        "serve", served_settings(2), tmp_path_factory.mktemp("flood") / "server.log"
     ) as server:
         yield server.port
 
 
 def post(port: int, body: str, signature: str) -> tuple[int, float]:
+    """Post a form body with a signature on a new connection; return the status and the seconds it took."""
     started = time.monotonic()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        headers = {"Content-Type": FORM, "X-Twilio-Signature": signature, "X-Forwarded-Proto": "https"}
-        connection.request("POST", "/sms", body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        return response.status, time.monotonic() - started
-    finally:
-        connection.close()
+    headers = {"Content-Type": FORM, "X-Twilio-Signature": signature, "X-Forwarded-Proto": "https"}
+    status, _, _ = HttpTransport().request("POST", f"http://127.0.0.1:{port}/sms", headers, body.encode())
+    return status, time.monotonic() - started
 
 
 def valid_latencies(port: int, count: int) -> list[float]:

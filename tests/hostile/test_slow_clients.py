@@ -9,8 +9,7 @@ from contextlib import ExitStack
 from urllib.parse import urlencode
 
 import pytest
-from conftest import SERVICE, TOKEN
-from live_server import production_env, running_server
+from helpers import SERVICE, TOKEN, running_server, served_settings
 
 from devtools.simulator import Simulator, sign
 
@@ -22,7 +21,9 @@ IDLE = 3000
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with running_server("serve", production_env(2), tmp_path_factory.mktemp("slow") / "server.log") as server:
+    with running_server(
+        "serve", served_settings(2), tmp_path_factory.mktemp("slow") / "server.log"
+    ) as server:
         yield server.port
 
 

@@ -8,15 +8,15 @@ import os
 import pwd
 import re
 import signal
-import socket
 import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
+from helpers import GREETING, SERVICE, TOKEN, production_settings
+
 from devtools.servers import Server, free_port
-from devtools.servers import http_status as http_status  # re-exported for test_cluster.py
 from devtools.simulator import HttpTransport, Simulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,14 +25,11 @@ NGINX_TEMPLATE = REPO / "deploy" / "nginx.conf"
 # Literal keys live only in test code.
 OLD_KEY = "cluster-key-old-5e1b9d2a7c4f8e3b6a0d9c1f"
 NEW_KEY = "cluster-key-new-a83c0f6e2d9b4a7c1e5f0b8d"
-TOKEN = "c0ffee11d00d22beef33cafe44f00d55"
 
 PUBLIC_HOST = "sms.example.com"
 WEBHOOK_URL = f"https://{PUBLIC_HOST}/sms"  # what Twilio signs; nginx plays the TLS terminator
-SERVICE = "+15005550199"
 UPSTREAM_OPTIONS = "max_fails=1 fail_timeout=5s"  # as in the README, "Deploy"
 
-GREETING = "Hi Friend, welcome! Text RESET any time to start over."
 COUNT_REPLY = re.compile(r"Hi Friend, this is message #(\d+) in our conversation\.")
 
 # Every other setting is blanked, so a developer's .env in the repository cannot change what is tested.
@@ -58,15 +55,6 @@ class Deadline:
         return max(0.0, self.end - time.monotonic())
 
 
-def listening(port: int) -> bool:
-    """Whether 127.0.0.1:port accepts TCP connections."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
-    except OSError:
-        return False
-    return True
-
-
 def tail(path: Path, lines: int = 40) -> str:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
@@ -89,20 +77,19 @@ class Instance:
         return f"127.0.0.1:{self.port}"
 
     def environment(self, secret_key: str, fallbacks: str) -> dict:
-        env = dict(os.environ)
-        env.update(dict.fromkeys(BLANK_SETTINGS, ""))
-        env.update(
-            RESPONDER_ENV="production",
-            SECRET_KEY=secret_key,
-            SECRET_KEY_FALLBACKS=fallbacks,
-            TWILIO_AUTH_TOKEN=TOKEN,
-            PUBLIC_URL=f"https://{PUBLIC_HOST}",
-            TRUSTED_PROXIES="1",
-            HOST="127.0.0.1",
-            PORT=str(self.port),
-            WEB_CONCURRENCY="1",
-        )
-        return env
+        return {
+            **os.environ,
+            **dict.fromkeys(BLANK_SETTINGS, ""),
+            **production_settings(
+                f"https://{PUBLIC_HOST}",
+                SECRET_KEY=secret_key,
+                SECRET_KEY_FALLBACKS=fallbacks,
+                TRUSTED_PROXIES="1",
+                HOST="127.0.0.1",
+                PORT=str(self.port),
+                WEB_CONCURRENCY="1",
+            ),
+        }
 
     def start(self, secret_key: str = OLD_KEY, fallbacks: str = "") -> None:
         """Start (again) on the same port and return at once; each run logs to its own file."""

@@ -7,26 +7,31 @@ import time
 from contextlib import ExitStack, suppress
 
 import pytest
-from helpers import HalfSentWebhook, gunicorn_setting
+from helpers import SERVICE, HalfSentWebhook, gunicorn_setting, production_settings
 from itsdangerous import BadSignature
 
-from devtools.servers import wait_until
+from devtools.servers import http_status, wait_until
 from responder import create_app
 from session_cookie import COOKIE_NAME
 
 from .cluster import (
     NEW_KEY,
     OLD_KEY,
-    SERVICE,
-    TOKEN,
     Deadline,
     Instance,
-    http_status,
-    listening,
     reply_count,
 )
 
 pytestmark = pytest.mark.integration
+
+
+def listening(port: int) -> bool:
+    """Tell whether 127.0.0.1:port accepts TCP connections."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+    except OSError:
+        return False
+    return True
 
 
 def retried_requests(cluster) -> list[list[str]]:
@@ -36,15 +41,7 @@ def retried_requests(cluster) -> list[list[str]]:
 
 def cookies_signed_only_with(key: str, traffic, tmp_path) -> bool:
     """Whether every pair's cookie verifies under `key` alone."""
-    app = create_app(
-        {
-            "RESPONDER_ENV": "production",
-            "SECRET_KEY": key,
-            "TWILIO_AUTH_TOKEN": TOKEN,
-            "PUBLIC_URL": "https://sms.example.com",
-        },
-        instance_path=str(tmp_path),
-    )
+    app = create_app(production_settings(SECRET_KEY=key), instance_path=str(tmp_path))
     serializer = app.session_interface.get_signing_serializer(app)
     try:
         for sender in traffic.senders:
