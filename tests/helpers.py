@@ -97,7 +97,7 @@ def cookie_of(phone: Simulator, sender: str, to: str) -> str:
 
 
 def scaled_examples(count: int) -> int:
-    """Return `count` scaled by the Hypothesis profile in use (the mutation run's profile runs fewer)."""
+    """Return `count` examples at the default profile's 100, scaled like the profile in use (--hypothesis-profile)."""
     return max(10, count * hypothesis_settings.default.max_examples // 100)
 
 

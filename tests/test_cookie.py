@@ -7,7 +7,7 @@ import pytest
 from helpers import ALICE, BOB, GREETING, OTHER_SECRET, SECRET, SERVICE, TOKEN, cookie_of, plant_cookie
 
 from conversation import fingerprint
-from devtools.simulator import cookie_payload, sign
+from devtools.simulator import FlaskTransport, Simulator, cookie_payload
 
 payload = cookie_payload
 
@@ -182,12 +182,10 @@ def test_the_cookie_is_secure_when_the_public_url_or_the_request_is_https(
     make_app, public_url, base_url, is_secure
 ):
     app = make_app(PUBLIC_URL=public_url)
-    data = {"From": ALICE, "To": SERVICE, "Body": "hi"}
-    url = base_url.replace("https://", "http://") if public_url.startswith("http://") else public_url
-    headers = {"X-Twilio-Signature": sign(TOKEN, url + "/sms", data)}
-    answer = app.test_client().post("/sms", base_url=base_url, data=data, headers=headers)
-    assert answer.status_code == 200
-    assert ("; Secure" in answer.headers["Set-Cookie"]) is is_secure
+    phone = Simulator(FlaskTransport(app), base_url + "/sms", token=TOKEN, sign_for=public_url + "/sms")
+    reply = phone.send("hi", ALICE, SERVICE)
+    assert reply.status == 200
+    assert ("; Secure" in reply.headers["set-cookie"]) is is_secure
 
 
 def test_a_signed_payload_that_is_not_json_is_garbage_and_the_next_cookie_is_bound_again(

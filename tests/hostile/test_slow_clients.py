@@ -6,12 +6,11 @@ import http.client
 import socket
 import time
 from contextlib import ExitStack
-from urllib.parse import urlencode
 
 import pytest
 from helpers import SERVICE, TOKEN, running_server, served_settings
 
-from devtools.simulator import Simulator, sign
+from devtools.simulator import HttpTransport, Simulator
 
 pytestmark = pytest.mark.server
 
@@ -29,20 +28,9 @@ def server(tmp_path_factory):
 
 def timed_webhook(port: int, sender: str) -> tuple[int, float]:
     """Send one signed webhook; return its status and the seconds it took."""
-    url = f"http://127.0.0.1:{port}/sms"
-    params = Simulator(transport=None, url=url, token=TOKEN).params("hello", sender, SERVICE)
-    body = urlencode(params)
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Twilio-Signature": sign(TOKEN, url, params),
-    }
+    phone = Simulator(HttpTransport(timeout=5), f"http://127.0.0.1:{port}/sms", token=TOKEN)
     started = time.monotonic()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("POST", "/sms", body=body, headers=headers)
-        status = connection.getresponse().status
-    finally:
-        connection.close()
+    status = phone.send("hello", sender, SERVICE).status
     return status, time.monotonic() - started
 
 
