@@ -120,14 +120,6 @@ def create_app(test_config: Mapping | None = None, instance_path: str | None = N
     configure_logging(settings.is_production)
     for warning in settings.warnings:
         log.warning("%s", warning)
-    metrics = Metrics()
-    directory = callers.WatchedDirectory(
-        settings.callers_file,
-        settings.default_region,
-        settings.directory,
-        metrics.directory_loaded,
-        last_good,
-    )
 
     app = Flask(__name__, instance_path=instance_path, static_folder=None)  # no static files to serve
     app.request_class = WebhookRequest
@@ -140,15 +132,27 @@ def create_app(test_config: Mapping | None = None, instance_path: str | None = N
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         MAX_FORM_PARTS=MAX_FIELDS,
     )
-    texts = Texts(greeting=settings.greeting, count_reply=settings.count_reply, help=settings.help_text)
-    guard = SignatureGuard(settings.auth_tokens, settings.public_urls)
+    metrics = Metrics()
+    directory = callers.WatchedDirectory(
+        app.config["CALLERS_FILE"],
+        app.config["DEFAULT_REGION"],
+        settings.directory,  # loaded (or the last good copy) while the settings were checked
+        metrics.directory_loaded,
+        last_good,
+    )
+    texts = Texts(
+        greeting=app.config["GREETING_TEMPLATE"],
+        count_reply=app.config["COUNT_REPLY_TEMPLATE"],
+        help=app.config["HELP_TEXT"],
+    )
+    guard = SignatureGuard(app.config["TWILIO_AUTH_TOKENS"], app.config["PUBLIC_URLS"])
     app.extensions["responder"] = Responder(texts, guard, directory)
 
     app.register_blueprint(webhook)
     app.register_error_handler(HTTPException, refuse)
     metrics.init_app(app)
-    if settings.trusted_proxies:
-        n = settings.trusted_proxies
+    if app.config["TRUSTED_PROXIES"]:
+        n = app.config["TRUSTED_PROXIES"]
         # Proto, Host (with any port) and For only: a client-supplied X-Forwarded-Port or -Prefix
         # that a proxy passes on unchanged must not reshape the URL the signature is checked against.
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=0, x_prefix=0)

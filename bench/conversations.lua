@@ -11,7 +11,8 @@
 --   count ("#N"; a reply without one counts as message 1), which only holds if cookies round-trip.
 --   "replay" (bench/replay.py) is for many connections on one thread, where an answer cannot be matched to
 --   its request: each line carries a fourth field, the cookie recorded for it, sent as it is; the thread
---   loops over its lines and only counts the replies that state a count past 1 (cookies accepted).
+--   loops over its lines, counting those it sends with a cookie and the replies that state a count past 1:
+--   the two agree when the recorded cookies are accepted.
 --   A rate paces the threads (each sends at rate/threads, on its own schedule, phases spread out) so
 --   every server gets the same offered load; without one, each thread sends as soon as its answer came.
 
@@ -57,6 +58,7 @@ function init(args)
   host = wrk.headers["Host"]
   filler = "GET /healthz HTTP/1.1\r\nHost: " .. host .. "\r\n\r\n"
   answered, bad_status, bad_sample, mismatches, roundtrips, max_count, sample = 0, 0, "", 0, 0, 0, ""
+  cookied = 0
   first_answer_us = 0
 end
 
@@ -107,6 +109,7 @@ function request()
   if mode == "replay" then
     cursor = cursor % total + 1
     if recorded[cursor] ~= "" then
+      cookied = cookied + 1
       return heads[cursor] .. "Cookie: " .. recorded[cursor] .. "\r\n\r\n" .. bodies[cursor]
     end
     return heads[cursor] .. "\r\n" .. bodies[cursor]
@@ -203,7 +206,7 @@ local function json_string(s)
 end
 
 function done(summary, latency, requests)
-  local sums = { answered = 0, bad_status = 0, mismatches = 0, roundtrips = 0 }
+  local sums = { answered = 0, bad_status = 0, mismatches = 0, roundtrips = 0, cookied = 0 }
   local max, first_sample, first_bad, first_answer = 0, "", "", now_us()
   for _, thread in ipairs(threads) do
     local t = thread:get("first_answer_us")
@@ -227,6 +230,7 @@ function done(summary, latency, requests)
     string.format('"span_us":%d,', now_us() - first_answer),
     string.format('"answered":%d,"bad_status":%d,', sums.answered, sums.bad_status),
     string.format('"mismatches":%d,"roundtrips":%d,"max_count":%d,', sums.mismatches, sums.roundtrips, max),
+    string.format('"cookied":%d,', sums.cookied),
     string.format(
       '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},',
       e.connect, e.read, e.write, e.status, e.timeout

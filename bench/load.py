@@ -98,10 +98,10 @@ class WrkResult:
             found.append("no answers")
         if counts and self.data["mismatches"]:
             found.append(f"{self.data['mismatches']} replies stated a count the cookie could not have given")
-        if counts and replayed and self.data["roundtrips"] < 0.8 * self.data["answered"]:
-            found.append(  # 15 of a pair's 16 messages state a count past 1 when their cookies verify
-                f"only {self.data['roundtrips']} of {self.data['answered']} replies counted past message 1:"
-                " the recorded cookies were refused"
+        if counts and replayed and self.data["roundtrips"] < 0.95 * self.data["cookied"]:
+            found.append(  # a few sent with a cookie are still in flight when wrk stops
+                f"only {self.data['roundtrips']} replies counted past message 1 of {self.data['cookied']}"
+                " webhooks sent with a recorded cookie: the cookies were refused"
             )
         if counts and roundtrips and not self.data["roundtrips"]:
             found.append("no reply counted past message 1: cookies did not round-trip")

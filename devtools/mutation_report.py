@@ -94,6 +94,9 @@ def main() -> int:
         f"{len(survivors)} survivors, {explained} explained (equivalent, log wording or a slow test): "
         f"{report.relative_to(ROOT)}"
     )
+    if not run:
+        print("error: mutmut ran no mutants; run `.venv/bin/mutmut run` to see why", file=sys.stderr)
+        return 1
     print(f"mutation score: {killed / run * 100:.1f}% ({killed} killed of {run})")
     return 0
 

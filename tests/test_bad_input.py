@@ -124,3 +124,4 @@ def test_a_percent_escape_that_is_not_utf8_is_kept_as_written(make_app, make_pho
     from webhook_request import parse_fields
 
     assert parse_fields("Body=caf%E9&To=%2B1") == {"Body": ["caf%E9"], "To": ["+1"]}
+    assert parse_fields("caf%E9=x") == {"caf%E9": ["x"]}  # in a name too

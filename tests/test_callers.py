@@ -202,6 +202,7 @@ def test_a_large_directory_is_reloaded_in_the_background_while_the_old_one_serve
     monkeypatch.setattr(callers, "load_directory", lambda *a: may_finish.wait(10) and real_load(*a))
     watched.check()
     assert watched.thread is not None and watched.thread.is_alive()
+    assert watched.thread.name == "caller-directory" and watched.thread.daemon  # never holds up an exit
     assert watched.directory.name_for("+15005550999", "") == "Person 999"  # meanwhile: the previous one
     watched.check()  # a second check while the first reload runs starts no other
     may_finish.set()
@@ -260,3 +261,58 @@ def test_caller_directory_warnings_and_reload_problems_are_logged(make_app, cloc
             f"caller directory not reloaded, keeping the previous one: {directory}:2: not a phone number"
         )
     )
+
+
+def test_a_last_good_copy_makes_its_private_folders_and_a_failed_copy_leaves_no_temporary(tmp_path, caplog):
+    import stat
+
+    from callers import Directory, LastGood
+
+    kept = LastGood(tmp_path / "a" / "b" / "copy.json")
+    kept.save("callers.csv", Directory(text="number,name\n+15005550101,Zoë\n"))
+    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o700
+    assert "Zoë" in kept.path.read_text(encoding="utf-8")  # the text as written, not \u-escaped
+    kept.path.unlink()
+    kept.path.mkdir()  # a folder where the copy goes: the rename fails
+    caplog.set_level(logging.WARNING, logger="responder")
+    kept.save("callers.csv", Directory(text="number,name\n+15005550101,Ada\n"))
+    assert os.listdir(kept.path.parent) == ["copy.json"]  # the temporary copy was removed
+    assert caplog.records[-1].getMessage() == (
+        f"caller directory: no last good copy kept at {kept.path} (Is a directory)"
+    )
+
+
+def test_a_reload_logs_the_new_files_duplicate_rows_and_a_file_being_written_is_read_again_later(
+    tmp_path, caplog, monkeypatch
+):
+    import time
+
+    import callers
+
+    path = tmp_path / "callers.csv"
+    path.write_text("number,name\n+15005550101,Ada\n")
+    loads = []
+    watched = callers.WatchedDirectory(
+        str(path), "US", load_directory(path, "US"), lambda n, bad: loads.append((n, bad))
+    )
+    path.write_text("number,name\n+15005550101,Ada\n+15005550101,Ada again\n")
+    old = time.time() - 2
+    os.utime(path, (old, old))
+    caplog.set_level(logging.INFO, logger="responder")
+    watched.check()
+    assert loads == [(1, False), (1, False)]  # at start, then the reload
+    assert caplog.records[-1].getMessage() == (
+        f"caller directory: {path}:3: duplicate of line 2 (+1500555****); keeping the first"
+    )
+    path.write_text("number,name\n+15005550102,Bob\n")
+    os.utime(path, (old - 1, old - 1))
+
+    def changing(*args):
+        raise callers.FileChanging([f"{path} changed while it was read"])
+
+    monkeypatch.setattr(callers, "load_directory", changing)
+    watched.check()
+    assert caplog.records[-1].getMessage() == (
+        f"caller directory: {path} changed while it was read; reading it again in {callers.RECHECK_SECONDS:.0f} s"
+    )
+    assert len(loads) == 2 and not watched.problem  # not a failure: nothing counted

@@ -253,3 +253,30 @@ def test_a_conversation_cookie_after_a_comma_joined_cookie_header_continues(twil
     joined = f"theme=dark,{twilio.cookie_header(ALICE, SERVICE)}"  # how gunicorn joins two Cookie headers
     reply = twilio.deliver(twilio.params("again", ALICE, SERVICE), cookie=joined)
     assert reply.text.endswith("message #2 in our conversation.")
+
+
+def test_a_cookie_is_good_for_exactly_its_idle_lifetime(app, clock):
+    from itsdangerous import SignatureExpired
+
+    serializer = app.session_interface.get_signing_serializer(app)
+    value = serializer.dumps({"n": 1})
+    lifetime = int(app.permanent_session_lifetime.total_seconds())
+    clock.advance(lifetime)
+    assert serializer.loads(value, max_age=lifetime) == {"n": 1}
+    clock.advance(1)
+    with pytest.raises(SignatureExpired, match=f"Signature age {lifetime + 1} > {lifetime} seconds"):
+        serializer.loads(value, max_age=lifetime)
+
+
+def test_a_cookie_signed_beyond_the_allowed_skew_says_how_far_ahead(app, clock):
+    from session_cookie import MAX_CLOCK_SKEW_SECONDS, SignedInTheFuture
+
+    serializer = app.session_interface.get_signing_serializer(app)
+    value = serializer.dumps({"n": 1})
+    clock.advance(-MAX_CLOCK_SKEW_SECONDS)
+    assert serializer.loads(value, max_age=60) == {"n": 1}
+    clock.advance(-1)
+    with pytest.raises(
+        SignedInTheFuture, match=f"^signed {MAX_CLOCK_SKEW_SECONDS + 1} s ahead of this clock$"
+    ):
+        serializer.loads(value, max_age=60)

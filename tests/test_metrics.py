@@ -174,3 +174,52 @@ def test_metrics_describe_themselves(app):
 
         assert url_for("metrics") == "/metrics"
     assert app.test_client().post("/metrics").status_code == 405
+
+
+def test_a_second_instance_on_a_held_metrics_folder_exits_2_naming_the_folder(master, capsys, tmp_path):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    metrics_folder.hold(str(folder))  # the first instance's master
+    held = len(metrics_folder._held)
+    with pytest.raises(SystemExit) as refused:
+        metrics_folder.hold(str(folder))  # flock is per open folder: a second open is a second instance
+    assert refused.value.code == 2 and len(metrics_folder._held) == held
+    assert capsys.readouterr().err == (
+        f"responder: PROMETHEUS_MULTIPROC_DIR={folder} is in use by another running instance, whose counts "
+        "this one would wipe: give each instance its own folder (or leave the variable unset)\n"
+    )
+
+
+def test_a_metrics_folder_that_cannot_be_locked_only_warns(master, capsys, tmp_path):
+    missing = tmp_path / "gone"
+    held = len(metrics_folder._held)
+    metrics_folder.hold(str(missing))
+    assert len(metrics_folder._held) == held
+    assert capsys.readouterr().err == (
+        f"responder: cannot lock the metrics folder {missing} (No such file or directory); give no other "
+        "instance the same one\n"
+    )
+
+
+def test_with_no_folder_set_one_is_made_in_the_temporary_root_or_start_up_exits_2(master, capsys, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    assert Path(metrics_folder.prepare("", str(root))).parent == root
+    with pytest.raises(SystemExit) as refused:
+        metrics_folder.prepare("", str(tmp_path / "missing"))
+    assert refused.value.code == 2
+    assert capsys.readouterr().err == (
+        f"responder: cannot make a metrics folder in {tmp_path / 'missing'} (No such file or directory): "
+        "set PROMETHEUS_MULTIPROC_DIR\n"
+    )
+
+
+def test_a_set_folder_that_cannot_be_made_only_warns_and_metrics_go_off_in_the_workers(
+    master, capsys, tmp_path
+):
+    (tmp_path / "a-file").write_text("")
+    chosen = str(tmp_path / "a-file" / "metrics")
+    assert metrics_folder.prepare(chosen, str(tmp_path)) == chosen
+    assert capsys.readouterr().err == (
+        f"responder: cannot make the metrics folder PROMETHEUS_MULTIPROC_DIR={chosen} (Not a directory)\n"
+    )
