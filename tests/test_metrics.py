@@ -155,6 +155,12 @@ def test_a_worker_whose_metrics_folder_cannot_be_written_answers_webhooks_and_sa
     assert f"metrics are off in this worker: PROMETHEUS_MULTIPROC_DIR={missing} cannot be written" in text
     warnings = [r for r in caplog.records if r.name == "responder" and "metrics are off" in r.getMessage()]
     assert [r.levelno for r in warnings] == [logging.WARNING]  # one, however many webhooks follow
+    assert warnings[0].getMessage() == (
+        f"metrics are off in this worker: PROMETHEUS_MULTIPROC_DIR={missing} cannot be written (No such file "
+        "or directory); webhooks are answered but not counted. Free space there or fix it, then reload the "
+        "server (SIGHUP)"
+    )
+    assert warnings[0].getMessage() in text
 
 
 def test_metrics_describe_themselves(app):
