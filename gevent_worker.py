@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import select
 
 import gevent
@@ -63,8 +64,9 @@ class Worker(GeventWorker):
             req._expected_100_continue = False
         deadline = gevent.Timeout(BODY_DEADLINE_SECONDS)
         deadline.start()
+        one_write = OneWriteSocket(sock)
         try:
-            return super().handle_request(listener_name, req, sock, addr)
+            return super().handle_request(listener_name, req, one_write, addr)
         except gevent.Timeout as expired:
             if expired is not deadline:
                 raise
@@ -74,6 +76,7 @@ class Worker(GeventWorker):
             raise StopIteration from None
         finally:
             deadline.close()
+            one_write.flush()
 
     def refuses_body(self, req) -> bool:
         """Tell whether the app will refuse this request's body unread: chunked, or declared too large."""
@@ -133,3 +136,37 @@ class IdleWait:
     def __exit__(self, *exc_info) -> bool:
         self.waiting.pop(self.greenlet, None)
         return self.timeout.__exit__(*exc_info)
+
+
+class OneWriteSocket:
+    """A connection's socket that sends a response's header block together with its first body bytes.
+
+    gunicorn writes the headers and the body in two writes: a worker killed between them leaves a proxy
+    holding headers it has begun passing on, so it can neither retry the request nor finish the reply.
+    """
+
+    __slots__ = ("held", "sock")
+
+    def __init__(self, sock):
+        self.sock, self.held = sock, b""
+
+    def sendall(self, data) -> None:
+        if not self.held and data[:5] == b"HTTP/" and data.endswith(b"\r\n\r\n"):
+            self.held = bytes(data)  # the header block: it goes out with what follows
+            return
+        data, self.held = self.held + bytes(data), b""
+        self.sock.sendall(data)
+
+    def flush(self) -> None:
+        """Send a header block still held (a response without a body); a broken connection is dropped."""
+        if self.held:
+            held, self.held = self.held, b""
+            with contextlib.suppress(OSError):
+                self.sock.sendall(held)
+
+    def fileno(self) -> int:
+        self.flush()  # sendfile writes to the descriptor itself: the headers go first
+        return self.sock.fileno()
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
