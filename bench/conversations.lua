@@ -130,7 +130,7 @@ function request()
   return heads[index] .. "\r\n" .. bodies[index]
 end
 
-local function count_replayed(status, body)
+local function note_answer(status, body)
   if first_answer_us == 0 then
     first_answer_us = now_us()
   end
@@ -140,14 +140,25 @@ local function count_replayed(status, body)
     if bad_sample == "" then
       bad_sample = status .. " " .. body:sub(1, 300)
     end
-  elseif check == "counts" then
-    local count = tonumber(body:match("#(%d+)")) or 1
-    if count > 1 then
-      roundtrips = roundtrips + 1
-    end
-    if count > max_count then
-      max_count, sample = count, body
-    end
+  end
+end
+
+-- The count a reply states (a reply without one counts as message 1), noted for the summary.
+local function note_count(body)
+  local count = tonumber(body:match("#(%d+)")) or 1
+  if count > 1 then
+    roundtrips = roundtrips + 1
+  end
+  if count > max_count then
+    max_count, sample = count, body
+  end
+  return count
+end
+
+local function count_replayed(status, body)
+  note_answer(status, body)
+  if check == "counts" and status >= 200 and status <= 299 then
+    note_count(body)
   end
 end
 
@@ -159,18 +170,9 @@ function response(status, headers, body)
     return
   end
   cursor, inflight = inflight, nil
-  if first_answer_us == 0 then
-    first_answer_us = now_us()
-  end
   local pair = pair_of[cursor]
   sent[pair] = (sent[pair] or 0) + 1
-  answered = answered + 1
-  if status < 200 or status > 299 then
-    bad_status = bad_status + 1
-    if bad_sample == "" then
-      bad_sample = status .. " " .. body:sub(1, 300)
-    end
-  end
+  note_answer(status, body)
   local set_cookie = headers["Set-Cookie"] or headers["set-cookie"]
   if set_cookie then
     local pair_cookie = set_cookie:match("^%s*([^;]*)")
@@ -180,17 +182,8 @@ function response(status, headers, body)
       cookies[pair] = pair_cookie
     end
   end
-  if check == "counts" and status == 200 then
-    local count = tonumber(body:match("#(%d+)")) or 1
-    if count ~= sent[pair] then
-      mismatches = mismatches + 1
-    end
-    if count > 1 then
-      roundtrips = roundtrips + 1
-    end
-    if count > max_count then
-      max_count, sample = count, body
-    end
+  if check == "counts" and status == 200 and note_count(body) ~= sent[pair] then
+    mismatches = mismatches + 1
   end
   if mode == "once" and cursor >= total then
     assert(io.open(prefix .. ".done-" .. id, "w")):close()
