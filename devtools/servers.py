@@ -111,6 +111,26 @@ def group_members(pgid: int) -> list[int]:
     return sorted(members, key=lambda pid: pid != pgid)
 
 
+def tail(path: Path, lines: int = 40) -> str:
+    """Return a text file's last lines, or "(no file)"."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "(no file)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Deadline:
+    """A time budget: every wait takes what is left of it."""
+
+    def __init__(self, seconds: float):
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Return the seconds left, never below zero."""
+        return max(0.0, self.end - time.monotonic())
+
+
 @dataclass
 class Server:
     """One server process tree listening on 127.0.0.1:port, its output in log_path."""
@@ -186,8 +206,7 @@ class Server:
 
     def log_tail(self, lines: int = 15) -> str:
         """Return the log's last lines, indented."""
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join("    " + line for line in text[-lines:])
+        return "\n".join("    " + line for line in tail(self.log_path, lines).splitlines())
 
 
 @contextlib.contextmanager

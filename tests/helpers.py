@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import http.client
 import os
+import re
 import shutil
 import socket
 import sys
@@ -185,6 +186,13 @@ def stop_during_webhook(
     seconds, exit_code = outcome["stop"]
     print(f"\nstopped in {seconds:.1f} s with an idle keep-alive connection and a webhook in flight")
     return Shutdown(seconds, exit_code, answer, idle_closed)
+
+
+def shell_blocks(page: str, heading: str) -> list[str]:
+    """Return the sh code blocks of the section a heading (or its start) opens on a page, as written."""
+    text = (REPO / page).read_text(encoding="utf-8")
+    section = text.split(f"\n{heading}", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, re.S)
 
 
 def require(tool: str, install: str) -> str:

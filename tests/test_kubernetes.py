@@ -8,6 +8,7 @@ the code and compared.
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
 import re
@@ -20,7 +21,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from helpers import gunicorn_setting, require
+from helpers import TOKEN, gunicorn_setting, require, shell_blocks
 
 from config import VARIABLES, ConfigError, load_settings
 
@@ -487,3 +488,43 @@ def test_the_prometheus_job_scrapes_each_annotated_pod_at_its_metrics_route(app)
     unannotated = discovered("10.1.2.4", __meta_kubernetes_pod_annotation_prometheus_io_scrape="")
     assert relabel(job["relabel_configs"], unannotated) is None
     assert app.test_client().get(path).status_code == 200
+
+
+@pytest.mark.server
+def test_the_pages_secret_command_makes_the_secret_the_pods_read(tmp_path):
+    """Run the page's `kubectl create secret` client-side: it holds every required secret the pods read."""
+    require("kubectl", "kubectl >= 1.27")
+    (block,) = shell_blocks("docs/deploy.md", "## Kubernetes")
+    read, create, apply = block.replace("\\\n", " ").strip().splitlines()
+    assert read.startswith("read -rs TWILIO_AUTH_TOKEN") and apply == "kubectl apply -k deploy/kubernetes"
+    result = subprocess.run(
+        ["bash", "-ec", create + " --dry-run=client -o yaml"], cwd=REPO, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "TWILIO_AUTH_TOKEN": TOKEN},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    secret = yaml.safe_load(result.stdout)
+    values = {name: base64.b64decode(value).decode() for name, value in secret["data"].items()}
+    assert secret["metadata"]["name"] == "sms-responder"
+    assert set(values) == SECRET_NAMES - OPTIONAL_SECRETS and values["TWILIO_AUTH_TOKEN"] == TOKEN
+    load_settings({**manifest("configmap.yaml")["data"], **values}, tmp_path / "dev-secret-key")
+
+
+@pytest.mark.server
+def test_the_pages_overlay_renders_with_its_image_its_url_and_an_ingress(tmp_path):
+    """Render the page's my-overlay beside a checkout named sms-responder, as the page lays them out."""
+    page = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
+    overlay = re.search(r"```yaml\n# my-overlay/kustomization.yaml\n(.*?)```", page, re.S).group(1)
+    (tmp_path / "sms-responder").symlink_to(REPO)
+    (tmp_path / "my-overlay").mkdir()
+    (tmp_path / "my-overlay" / "kustomization.yaml").write_text(overlay, encoding="utf-8")
+    docs = kustomize(tmp_path / "my-overlay")
+    (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
+    (configmap,) = [doc for doc in docs if doc["kind"] == "ConfigMap"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "registry.example.com/sms-responder:0.2.0"
+    )
+    assert configmap["data"]["PUBLIC_URL"] == "https://sms.example.org"
+    assert configmap["data"]["TRUSTED_PROXIES"] == "1"
+    assert ("Ingress", "sms-responder") in kinds(docs) and "HTTPRoute" not in {doc["kind"] for doc in docs}
+    for doc in docs:
+        validate_object(doc, KUBERNETES_VERSIONS[-1])

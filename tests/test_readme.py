@@ -1,10 +1,12 @@
 """The README's quick start is true: `make run`'s server answers its curl example as shown; its links resolve."""
 
 import re
+import shlex
 import subprocess
+import tomllib
 
 import pytest
-from helpers import REPO, require, running_server
+from helpers import REPO, require, running_server, shell_blocks
 
 pytestmark = pytest.mark.server
 
@@ -17,8 +19,7 @@ def pages() -> list:
 
 
 def quick_start_block() -> str:
-    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.*?)```", section, re.S)[1]
+    return shell_blocks("README.md", "## Quick start")[1]
 
 
 def test_the_quick_start_is_two_commands():
@@ -96,3 +97,15 @@ def test_every_relative_link_in_the_readme_changelog_and_docs_resolves():
             elif fragment and (linked.suffix != ".md" or fragment not in anchors_of(linked)):
                 broken.append(f"{page.relative_to(REPO)}: {target} (no such heading)")
     assert not broken, "\n".join(broken)
+
+
+def test_the_fast_suite_command_is_the_selection_the_mutation_run_uses():
+    """Name the same pytest selection as pyproject's mutmut settings, which every `make mutate` runs."""
+    (command,) = shell_blocks("docs/testing.md", "## Markers and the fast suite")
+    selection = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mutmut"]
+    assert shlex.split(command) == [
+        ".venv/bin/python",
+        "-m",
+        "pytest",
+        *selection["pytest_add_cli_args_test_selection"][1:],
+    ]

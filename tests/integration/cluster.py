@@ -16,7 +16,7 @@ from pathlib import Path
 
 from helpers import GREETING, SERVICE, TOKEN, production_settings
 
-from devtools.servers import Server, free_port
+from devtools.servers import Deadline, Server, free_port, tail
 from devtools.simulator import HttpTransport, Simulator
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,24 +43,6 @@ BLANK_SETTINGS = (
     "COUNT_REPLY_TEMPLATE",
     "HELP_TEXT",
 )
-
-
-class Deadline:
-    """A time budget: every wait in a test takes what is left of it."""
-
-    def __init__(self, seconds: float):
-        self.end = time.monotonic() + seconds
-
-    def left(self) -> float:
-        return max(0.0, self.end - time.monotonic())
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no file)"
-    return "\n".join(text.splitlines()[-lines:])
 
 
 class Instance:

@@ -10,17 +10,11 @@ import pytest
 from helpers import SERVICE, HalfSentWebhook, gunicorn_setting, production_settings
 from itsdangerous import BadSignature
 
-from devtools.servers import http_status, wait_until
+from devtools.servers import Deadline, http_status, wait_until
 from responder import create_app
 from session_cookie import COOKIE_NAME
 
-from .cluster import (
-    NEW_KEY,
-    OLD_KEY,
-    Deadline,
-    Instance,
-    reply_count,
-)
+from .cluster import NEW_KEY, OLD_KEY, Instance, reply_count
 
 pytestmark = pytest.mark.integration
 
