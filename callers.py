@@ -209,9 +209,7 @@ class LastGood:
         try:
             record = json.loads(self.path.read_text(encoding="utf-8"))
             if record["source"] == os.path.abspath(source):
-                return replace(
-                    parse_directory(record["text"].splitlines(), source, region), text=record["text"]
-                )
+                return parse_directory(record["text"].splitlines(), source, region)  # never saved again
         except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none, or not one of ours
             pass
         return None

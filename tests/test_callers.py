@@ -316,3 +316,161 @@ def test_a_reload_logs_the_new_files_duplicate_rows_and_a_file_being_written_is_
         f"caller directory: {path} changed while it was read; reading it again in {callers.RECHECK_SECONDS:.0f} s"
     )
     assert len(loads) == 2 and not watched.problem  # not a failure: nothing counted
+
+
+def test_blank_rows_are_skipped_and_add_no_entry():
+    directory = parse_directory(["number,name", "", " , ", "+15005550101,Ada", ","], "c.csv", "US")
+    assert directory.names == {"+15005550101": "Ada"} and not directory.warnings
+
+
+def test_each_kind_of_bad_row_reads_exactly():
+    lines = ["number,name", "+15005550101,Ada\x07", "+15005550102,", "+15005550103,Cy,extra"]
+    with pytest.raises(DirectoryError) as caught:
+        parse_directory(lines, "c.csv", "US")
+    assert caught.value.problems == [
+        "c.csv:2: the name contains control characters",
+        "c.csv:3: the name is empty",
+        "c.csv:4: expected 2 columns (number,name), got 3",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("bad_rows", "last"), [(10, "c.csv:11: not a phone number"), (11, "c.csv: 1 more bad rows")]
+)
+def test_ten_bad_rows_are_all_listed_and_an_eleventh_is_counted(bad_rows, last):
+    with pytest.raises(DirectoryError) as caught:
+        parse_directory(["number,name"] + ["nonsense,Bob"] * bad_rows, "c.csv", "US")
+    assert len(caught.value.problems) == 10 + (bad_rows > 10)
+    assert caught.value.problems[-1].startswith(last)
+
+
+@pytest.mark.parametrize(("rows", "pauses"), [(255, 0), (256, 1), (511, 1), (512, 2)])
+def test_a_long_parse_pauses_briefly_every_256_rows_for_other_greenlets(monkeypatch, rows, pauses):
+    import callers
+
+    slept = []
+    monkeypatch.setattr(callers.time, "sleep", slept.append)
+    lines = ["number,name"] + [f"+1500555{i:04d},P{i}" for i in range(rows)]
+    assert len(parse_directory(lines, "c.csv", "US")) == rows
+    assert len(slept) == pauses and all(0 < seconds <= 0.001 for seconds in slept)
+
+
+def watched_file(tmp_path, text: str, loads: list):
+    """A caller directory file and its WatchedDirectory, which records each load as (entries, failed)."""
+    import callers
+
+    path = tmp_path / "callers.csv"
+    path.write_text(text)
+    return path, callers.WatchedDirectory(
+        str(path), "US", load_directory(path, "US"), lambda *a: loads.append(a)
+    )
+
+
+def settled(path) -> None:
+    """Date a file two seconds back: written and done, no longer being written."""
+    import time
+
+    os.utime(path, (time.time() - 2, time.time() - 2))
+
+
+@pytest.mark.parametrize(
+    ("edit", "failed"),
+    [
+        (b"number,name\n+15005550102,Bob\n", False),
+        (b"number,name\nnonsense,Bob\n", True),
+        (b"number,name\n+15005550102,\xff\n", True),
+    ],
+    ids=["good", "bad row", "not UTF-8"],
+)
+def test_an_edit_is_read_once_however_often_the_unchanged_file_is_checked(tmp_path, edit, failed):
+    loads = []
+    path, watched = watched_file(tmp_path, "number,name\n+15005550101,Ada\n", loads)
+    path.write_bytes(edit)
+    settled(path)
+    for _ in range(3):
+        watched.check()
+    assert loads == [(1, False), (1, failed)]
+
+
+def test_a_file_renamed_over_the_directory_is_read_even_with_the_same_size_and_time(tmp_path):
+    loads = []
+    path, watched = watched_file(tmp_path, "number,name\n+15005550101,Ada\n", loads)
+    settled(path)
+    watched.check()
+    other = tmp_path / "new.csv"
+    other.write_text("number,name\n+15005550101,Bea\n")  # as long as the old text
+    info = path.stat()
+    os.utime(other, ns=(info.st_atime_ns, info.st_mtime_ns))
+    os.replace(other, path)
+    watched.check()
+    assert watched.directory.names == {"+15005550101": "Bea"}
+
+
+@pytest.mark.parametrize(("age", "reloaded"), [(0.0, False), (0.5, False), (1.0, True)])
+def test_a_file_modified_less_than_a_second_ago_is_left_to_settle(tmp_path, clock, age, reloaded):
+    loads = []
+    path, watched = watched_file(tmp_path, "number,name\n+15005550101,Ada\n", loads)
+    path.write_text("number,name\n+15005550102,Bob\n")
+    modified_ns = int((clock() - age) * 1e9)
+    os.utime(path, ns=(modified_ns, modified_ns))
+    watched.check()
+    assert (len(loads) == 2) is reloaded
+
+
+def test_a_file_of_exactly_16_kib_is_reloaded_by_the_request_that_notices(tmp_path):
+    import callers
+
+    loads = []
+    path, watched = watched_file(tmp_path, "number,name\n+15005550101,Ada\n", loads)
+    text = "number,name\n+15005550101,Bea\n"
+    path.write_text(text + " " * (callers.INLINE_RELOAD_BYTES - len(text) - 1) + "\n")
+    assert path.stat().st_size == callers.INLINE_RELOAD_BYTES
+    settled(path)
+    watched.check()
+    assert watched.thread is None and watched.directory.names == {"+15005550101": "Bea"}
+
+
+def test_the_last_good_copy_is_parsed_for_the_region_and_names_its_source(tmp_path):
+    from callers import LastGood
+
+    source = str(tmp_path / "callers.csv")
+    kept = LastGood(tmp_path / "copy.json")
+    text = "number,name\n020 7946 0018,Ada\n020 7946 0018,Ada again\n"
+    kept.save(source, load_text(tmp_path, text))
+    directory = kept.load(source, "GB")
+    assert directory.names == {"+442079460018": "Ada"}
+    assert directory.warnings[0].startswith(f"{source}:3: duplicate of line 2")
+
+
+def load_text(tmp_path, text: str):
+    path = tmp_path / "written.csv"
+    path.write_text(text)
+    return load_directory(path, "GB")
+
+
+def test_the_last_good_copy_is_written_beside_its_final_name_whatever_tmpdir_says(tmp_path, monkeypatch):
+    import tempfile
+
+    from callers import Directory, LastGood
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+    kept = LastGood(tmp_path / "copy.json")
+    kept.save("callers.csv", Directory(text="number,name\n+15005550101,Ada\n"))
+    assert "Ada" in kept.path.read_text(encoding="utf-8")
+
+
+def test_a_copy_that_cannot_be_put_in_place_only_warns_even_when_its_temporary_is_gone(
+    tmp_path, monkeypatch, caplog
+):
+    import callers
+
+    def lost(temporary, final):
+        os.unlink(temporary)
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(callers.os, "replace", lost)
+    caplog.set_level(logging.WARNING, logger="responder")
+    kept = callers.LastGood(tmp_path / "copy.json")
+    kept.save("callers.csv", callers.Directory(text="number,name\n"))
+    assert caplog.records[-1].getMessage().endswith("(Invalid cross-device link)")
+    assert os.listdir(tmp_path) == []
