@@ -229,3 +229,71 @@ def test_a_set_folder_that_cannot_be_made_only_warns_and_metrics_go_off_in_the_w
     assert capsys.readouterr().err == (
         f"responder: cannot make the metrics folder PROMETHEUS_MULTIPROC_DIR={chosen} (Not a directory)\n"
     )
+
+
+def open_descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("fault", ["the folder is missing", "the file system has no locks"])
+def test_a_metrics_folder_that_cannot_be_locked_leaves_no_descriptor_open(
+    master, monkeypatch, tmp_path, fault
+):
+    folder = tmp_path / "metrics"
+    if fault == "the folder is missing":
+        folder = tmp_path / "gone"
+    else:
+        folder.mkdir()
+
+        def no_locks(fd, operation):
+            raise OSError(37, "No locks available")
+
+        monkeypatch.setattr(metrics_folder.fcntl, "flock", no_locks)
+    before = open_descriptors()
+    metrics_folder.hold(str(folder))
+    assert open_descriptors() == before
+
+
+def test_exit_does_not_fail_when_the_made_folder_is_already_gone(master, tmp_path):
+    made = Path(master())
+    (made / "counter_812.db").write_text("")
+    os.rename(made, tmp_path / "moved")  # a temp cleaner took it
+    metrics_folder.remove_if_ours(None)
+    assert not made.exists()
+
+
+def test_a_previous_runs_files_that_cannot_be_listed_only_warn(capsys, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    metrics_folder.remove_previous_files(str(tmp_path / "a-file"))
+    assert capsys.readouterr().err == (
+        f"responder: cannot remove a previous run's metrics files from {tmp_path / 'a-file'} (Not a directory)\n"
+    )
+
+
+def test_reserving_a_workers_files_says_nothing_when_it_succeeds_and_leaves_plain_data_files(tmp_path):
+    assert metrics_folder.reserve(str(tmp_path), 812) == ""
+    for name in os.listdir(tmp_path):
+        assert (tmp_path / name).stat().st_mode & 0o111 == 0, name
+
+
+@pytest.mark.parametrize(
+    ("error", "why"),
+    [(OSError(28, "No space left on device"), "No space left on device"), (OSError("quota"), "quota")],
+)
+def test_a_reservation_that_fails_removes_only_the_files_it_made_and_says_why(
+    monkeypatch, tmp_path, error, why
+):
+    counter, histogram, gauge = (tmp_path / f"{kind}_812.db" for kind in metrics_folder.KINDS)
+    counter.write_bytes(b"counts of this pid's previous worker")
+    real_fallocate = os.posix_fallocate
+
+    def fallocate(fd, offset, length):
+        if Path(f"/proc/self/fd/{fd}").resolve() == gauge:
+            gauge.unlink()  # gone before the clean-up looks for it
+            raise error
+        real_fallocate(fd, offset, length)
+
+    monkeypatch.setattr(metrics_folder.os, "posix_fallocate", fallocate)
+    assert metrics_folder.reserve(str(tmp_path), 812) == why
+    assert not histogram.exists() and os.listdir(tmp_path) == [counter.name]
+    assert counter.read_bytes() == b"counts of this pid's previous worker"

@@ -314,3 +314,29 @@ def test_behind_a_trusted_proxy_the_client_address_is_the_forwarded_one(make_app
     app.before_request(lambda: seen.append(request.remote_addr))
     app.test_client().get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
     assert seen == ["203.0.113.9"]
+
+
+@pytest.mark.parametrize(
+    ("reached", "headers", "signed_for", "advice"),
+    [
+        ("https://sms.example.com", {}, "http://sms.example.com/sms", "scheme"),
+        ("http://sms.example.com", {}, "https://sms.example.com/sms", "scheme"),
+        ("https://sms.example.com", {"X-Forwarded-Proto": "http", "X-Forwarded-Host": "sms.example.net"},
+         "http://sms.example.net/sms", "forwarded"),
+        ("http://127.0.0.1:8000", {"X-Forwarded-Host": "sms.example.net"}, "https://sms.example.net/sms",
+         "forwarded"),
+    ],
+    ids=["http signed, https reached", "https signed, http reached", "both headers", "host, TLS in front"],
+)  # fmt: skip
+def test_the_diagnosis_names_the_matching_url_and_the_setting_to_change(
+    own_url_app, webhook_log, reached, headers, signed_for, advice
+):
+    from signatures import ADVICE
+
+    data = {"From": ALICE, "To": SERVICE, "Body": "hi"}
+    headers = {"X-Twilio-Signature": sign(TOKEN, signed_for, data), **headers}
+    answer = own_url_app().test_client().post("/sms", base_url=reached, data=data, headers=headers)
+    assert answer.status_code == 403
+    assert webhook_log()[-1]["why"] == (
+        f"signature matches {signed_for} but {reached}/sms was checked: {ADVICE[advice]}; request refused"
+    )
