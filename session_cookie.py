@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 
 from flask import Flask, Request, Response, request
@@ -40,18 +39,6 @@ class SignedInTheFuture(SignatureExpired):
     """A valid signature whose timestamp is further ahead of this clock than any skew explains."""
 
 
-class CompactJSON:
-    """Serialize the payload as compact JSON (no tags: it only holds strings and ints)."""
-
-    @staticmethod
-    def dumps(value: object) -> str:
-        return json.dumps(value, separators=(",", ":"))
-
-    @staticmethod
-    def loads(value: str | bytes) -> object:
-        return json.loads(value)
-
-
 class CachedKeySigner(TimestampSigner):
     """itsdangerous' timestamp signer, deriving each key once instead of on every sign and verify."""
 
@@ -74,9 +61,9 @@ class SkewTolerantSigner(CachedKeySigner):
         if max_age is not None:
             age = self.get_timestamp() - int(signed_at.timestamp())
             if age < -MAX_CLOCK_SKEW_SECONDS:
-                raise SignedInTheFuture(f"signed {-age} s ahead of this clock", payload=value)
+                raise SignedInTheFuture(f"signed {-age} s ahead of this clock")
             if age > max_age:
-                raise SignatureExpired(f"Signature age {age} > {max_age} seconds", payload=value)
+                raise SignatureExpired(f"Signature age {age} > {max_age} seconds")
         return (value, signed_at) if return_timestamp else value
 
 
@@ -89,7 +76,7 @@ class PlainPayloadSerializer(URLSafeTimedSerializer):
         self.signers: dict = {}
 
     def make_signer(self, salt: str | bytes | None = None):
-        salt = self.salt if salt is None else salt
+        salt = self.salt if salt is None else salt  # dumps passes None, iter_unsigners self.salt: one signer
         if salt not in self.signers:
             self.signers[salt] = super().make_signer(salt)
         return self.signers[salt]
@@ -154,6 +141,7 @@ class ConversationSession(SecureCookieSession):
         pass
 
 
+# pragma: no mutate start (this runs at import, before mutmut can switch a mutant in)
 def _verifying_first(name: str):
     method = getattr(SecureCookieSession, name)
 
@@ -169,11 +157,12 @@ for _name in (
     "get", "setdefault", "pop", "popitem", "update", "clear", "keys", "values", "items", "copy",
 ):  # fmt: skip
     setattr(ConversationSession, _name, _verifying_first(_name))
+# pragma: no mutate end
 
 
 def read_conversation(session: ConversationSession) -> Conversation:
     """Read the conversation from the session (empty: a fresh one): the one read at the session boundary."""
-    return Conversation(count=session.get("n", 0), last_sid_fingerprint=session.get("m", ""))
+    return Conversation(count=session["n"], last_sid_fingerprint=session["m"]) if session else Conversation()
 
 
 def write_conversation(session: ConversationSession, conversation: Conversation | None) -> None:
@@ -188,7 +177,6 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
     """Open the pair's conversation from its cookie (verified once) and write it back with `Max-Age`."""
 
     session_class = ConversationSession
-    serializer = CompactJSON()
     # Flask's default wraps hashlib.sha1 in a Python function, which sends hmac down its slow pure-Python
     # path; the OpenSSL function itself gives the same signatures.
     digest_method = staticmethod(hashlib.sha1)
@@ -209,7 +197,6 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
             self._serializers[keys] = PlainPayloadSerializer(
                 list(reversed(keys)),  # itsdangerous expects the current key last
                 salt=self.salt,
-                serializer=self.serializer,
                 signer=SkewTolerantSigner,  # same signatures as Flask's, fewer HMACs, clock skew allowed
                 signer_kwargs={"key_derivation": self.key_derivation, "digest_method": self.digest_method},
             )
@@ -284,4 +271,4 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
         if self._cookie_template[0] != key:
             template = dump_cookie(name, VALUE_MARK, max_age=max_age, **attributes)
             self._cookie_template = (key, template)
-        return self._cookie_template[1].replace(VALUE_MARK, value, 1)
+        return self._cookie_template[1].replace(VALUE_MARK, value)

@@ -280,3 +280,19 @@ def test_a_cookie_signed_beyond_the_allowed_skew_says_how_far_ahead(app, clock):
         SignedInTheFuture, match=f"^signed {MAX_CLOCK_SKEW_SECONDS + 1} s ahead of this clock$"
     ):
         serializer.loads(value, max_age=60)
+
+
+# Written by this format (v2) for ALICE -> SERVICE with the test key at the frozen clock: count 2, the last
+# MessageSid SM777...7. A change to the signing, the pair binding or the payload would strand live ones.
+WRITTEN_BY_FORMAT_2 = (
+    "eyJ2IjoyLCJwIjoieVlMTFJnSmpadExmQklJbXRhZUwiLCJuIjoyLCJtIjoiYzIyZGUxMzYyOTk2In0.a0nSAA."
+    "x39XdIvN-5fGxwvTbcYfJEb-M5U"
+)
+
+
+def test_a_cookie_written_before_an_upgrade_continues_its_conversation(twilio, clock, webhook_log):
+    plant_cookie(twilio, ALICE, SERVICE, WRITTEN_BY_FORMAT_2, clock)
+    retried = twilio.send("again", ALICE, SERVICE, sid="SM" + "7" * 32)  # Twilio retrying the last one
+    assert retried.text.endswith("message #2 in our conversation.")
+    assert twilio.send("and again", ALICE, SERVICE).text.endswith("message #3 in our conversation.")
+    assert [record.get("fresh") for record in webhook_log()] == [None, None]
