@@ -270,6 +270,9 @@ def test_default_region_and_host_are_read(tmp_path):
     ("url", "advice"),
     [
         ("https://<your-host>", "<placeholder>"),
+        ("https://<your-host", "<placeholder>"),
+        ("https://your-host>", "<placeholder>"),
+        ("https://:8443", "is not a host name"),
         ("https://sms example.com", "whitespace"),
         ("https://sms.example.com:abc", "the port must be a number"),
         ("https://sms.example.com:0", "the port must be a number"),
@@ -293,7 +296,7 @@ def test_a_public_url_ending_in_sms_is_refused_with_the_value_to_set(tmp_path):
 @pytest.mark.parametrize(
     "url",
     ["https://[2001:db8::1]:8443", "https://10.0.0.7", "https://bücher.example", "https://x.example/staging",
-     "https://sms.example.com/smsgateway", "https://localhost:5000"],
+     "https://sms.example.com/smsgateway", "https://localhost:5000", "https://sms.example.com."],
 )  # fmt: skip
 def test_ip_addresses_international_names_and_path_prefixes_are_accepted(tmp_path, url):
     assert load_settings({**GOOD, "PUBLIC_URL": url}, tmp_path / "k").public_urls == (url,)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
 import socket
 import time
 from contextlib import ExitStack
@@ -10,6 +9,7 @@ from contextlib import ExitStack
 import pytest
 from helpers import SERVICE, TOKEN, running_server, served_settings
 
+from devtools.servers import http_status
 from devtools.simulator import HttpTransport, Simulator
 
 pytestmark = pytest.mark.server
@@ -36,12 +36,7 @@ def timed_webhook(port: int, sender: str) -> tuple[int, float]:
 
 def timed_health(port: int) -> tuple[int, float]:
     started = time.monotonic()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", "/healthz")
-        status = connection.getresponse().status
-    finally:
-        connection.close()
+    status = http_status(port, "/healthz", timeout=5)
     return status, time.monotonic() - started
 
 
