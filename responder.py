@@ -128,7 +128,6 @@ def create_app(test_config: Mapping | None = None, instance_path: str | None = N
     app.config.update(
         SESSION_COOKIE_NAME=COOKIE_NAME,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_REFRESH_EACH_REQUEST=False,  # the view writes the conversation whenever it answers
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         MAX_FORM_PARTS=MAX_FIELDS,
     )

@@ -306,6 +306,10 @@ def test_plain_http_in_production_draws_a_warning_and_not_in_development(tmp_pat
     env = {**GOOD, "PUBLIC_URL": "https://sms.example.com,http://sms.example.net"}
     (warning,) = load_settings(env, tmp_path / "k").warnings
     assert warning.startswith("PUBLIC_URL='http://sms.example.net' is plain http") and "https://" in warning
+    assert warning == (
+        "PUBLIC_URL='http://sms.example.net' is plain http: webhooks and their conversation cookies cross the "
+        "network unencrypted; give Twilio an https:// URL in production"
+    )
     development = {**env, "RESPONDER_ENV": "development"}
     assert not [w for w in load_settings(development, tmp_path / "k").warnings if "PUBLIC_URL" in w]
 
@@ -356,6 +360,17 @@ def test_a_worker_that_boots_after_a_bad_edit_serves_the_last_good_directory(
     assert warning.endswith("serving the last good copy (entries: 1) until it is fixed")
     metrics = booted.test_client().get("/metrics").get_data(as_text=True).splitlines()
     assert "responder_caller_directory_reload_failures_total 1.0" in metrics
+
+
+def test_a_worker_on_the_last_good_copy_does_not_read_the_unchanged_bad_file_again(make_app, clock, tmp_path):
+    directory = caller_directory(tmp_path, "number,name\n+15005550101,Ada\n")
+    make_app(CALLERS_FILE=str(directory))
+    rewrite(directory, "number,name\nnonsense,Bob\n", clock)
+    booted = make_app(CALLERS_FILE=str(directory))
+    clock.advance(6)  # past the recheck interval: the next request looks at the file
+    booted.test_client().get("/readyz")
+    metrics = booted.test_client().get("/metrics").get_data(as_text=True).splitlines()
+    assert "responder_caller_directory_reload_failures_total 1.0" in metrics  # the boot's, not a second
 
 
 def test_a_new_worker_boots_from_the_newest_good_version_another_worker_loaded(

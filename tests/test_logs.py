@@ -119,3 +119,16 @@ def test_start_up_warnings_are_logged_once_per_app_word_for_word(make_app, caplo
         "TWILIO_AUTH_TOKEN is not set: webhook signatures are NOT checked. Anyone who can reach this server "
         "can post to /sms. Development only."
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "formatter"), [("production", JsonFormatter), ("development", TextFormatter)]
+)
+def test_the_first_app_of_a_process_logs_in_its_modes_format(make_app, monkeypatch, env, formatter):
+    monkeypatch.setattr(logs.log, "handlers", [])
+    monkeypatch.setattr(logs.log, "propagate", False)
+    for name in ("logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, getattr(logging, name))
+    make_app(RESPONDER_ENV=env)
+    (handler,) = logs.log.handlers
+    assert type(handler.formatter) is formatter

@@ -340,3 +340,18 @@ def test_the_diagnosis_names_the_matching_url_and_the_setting_to_change(
     assert webhook_log()[-1]["why"] == (
         f"signature matches {signed_for} but {reached}/sms was checked: {ADVICE[advice]}; request refused"
     )
+
+
+def test_behind_two_trusted_proxies_the_client_address_and_scheme_are_the_outer_ones(make_app):
+    """Read the second-to-last X-Forwarded-For and -Proto values, as two proxies in a row append them."""
+    from flask import request
+
+    app = make_app(TRUSTED_PROXIES="2")
+    seen = []
+    app.before_request(lambda: seen.append((request.remote_addr, request.scheme)))
+    headers = {
+        "X-Forwarded-For": "198.51.100.1, 203.0.113.9, 10.0.0.2",
+        "X-Forwarded-Proto": "http, https, http",
+    }
+    app.test_client().get("/healthz", headers=headers)
+    assert seen == [("203.0.113.9", "https")]
