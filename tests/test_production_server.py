@@ -99,3 +99,57 @@ def test_a_cookie_sent_in_a_second_cookie_header_continues_the_conversation(prod
     reply = Reply(response.status, response.read(), {}, [], params["MessageSid"])
     connection.close()
     assert reply.status == 200 and "#2" in reply.text, reply.text
+
+
+class RecordedSocket:
+    """A connection's socket that records each write; `broken` makes every write fail."""
+
+    def __init__(self, broken: bool = False):
+        self.writes: list[bytes] = []
+        self.broken = broken
+
+    def sendall(self, data) -> None:
+        if self.broken:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.writes.append(bytes(data))
+
+
+def gunicorn_response(sock, body: bytes):
+    """Answer through gunicorn's own Response writer, as its workers do, on `sock`."""
+    from types import SimpleNamespace
+
+    from gunicorn.config import Config
+    from gunicorn.http.wsgi import Response
+
+    request = SimpleNamespace(version=(1, 1), method="POST", should_close=lambda: False, headers=[])
+    response = Response(request, sock, Config())
+    response.start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    if body:
+        response.write(body)
+    response.close()
+
+
+def test_a_responses_header_block_goes_out_in_the_same_write_as_its_body():
+    from gevent_worker import OneWriteSocket
+
+    recorded = RecordedSocket()
+    gunicorn_response(OneWriteSocket(recorded), b"<Response/>")
+    (write,) = recorded.writes
+    assert write.startswith(b"HTTP/1.1 200 OK\r\n") and write.endswith(b"\r\n\r\n<Response/>")
+
+
+def test_a_response_without_a_body_sends_its_headers_when_the_worker_flushes():
+    from gevent_worker import OneWriteSocket
+
+    recorded = RecordedSocket()
+    one_write = OneWriteSocket(recorded)
+    gunicorn_response(one_write, b"")
+    assert recorded.writes == []
+    one_write.flush()  # the worker's handle_request does this last
+    (write,) = recorded.writes
+    assert write.startswith(b"HTTP/1.1 200 OK\r\n") and write.endswith(b"Content-Length: 0\r\n\r\n")
+    one_write.flush()
+    assert len(recorded.writes) == 1
+    broken = OneWriteSocket(RecordedSocket(broken=True))
+    gunicorn_response(broken, b"")
+    broken.flush()  # a client that went away: nothing to do
