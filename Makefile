@@ -49,7 +49,7 @@ bench: $(BIN)/.dev  ## the side-by-side benchmark (shipped vs tutorial baseline 
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/run.py
 
-mutate: $(BIN)/.dev  ## mutation testing of the service modules (mutmut, fast tests, 2 workers; about 10 minutes)
+mutate: $(BIN)/.dev  ## mutation testing of the service modules (mutmut, fast tests, 2 workers; about 30 minutes)
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2 > /dev/null || true
 	$(BIN)/python -m devtools.mutation_report

@@ -362,6 +362,16 @@ def test_a_worker_that_boots_after_a_bad_edit_serves_the_last_good_directory(
     assert "responder_caller_directory_reload_failures_total 1.0" in metrics
 
 
+def test_a_worker_on_the_last_good_copy_reads_its_numbers_for_the_instance_region(
+    make_app, make_phone, tmp_path
+):
+    directory = caller_directory(tmp_path, "number,name\n020 7946 0018,Ada\n")
+    make_app(CALLERS_FILE=str(directory), DEFAULT_REGION="GB")
+    directory.write_text("number,name\n020 7946 0018,Ada\nnonsense,Bob\n")
+    booted = make_app(CALLERS_FILE=str(directory), DEFAULT_REGION="GB")
+    assert make_phone(booted).send("hi", "+442079460018", "+15005550199").text.startswith("Hi Ada,")
+
+
 def test_a_worker_on_the_last_good_copy_does_not_read_the_unchanged_bad_file_again(make_app, clock, tmp_path):
     directory = caller_directory(tmp_path, "number,name\n+15005550101,Ada\n")
     make_app(CALLERS_FILE=str(directory))
