@@ -22,11 +22,16 @@ SURVIVED = {0}
 NOT_RUN = {None, 5, 33, 34}  # not checked, no covering tests, skipped
 
 
+def covers(entry: str, name: str) -> bool:
+    """Tell whether an equivalents entry (a mutant name, or a prefix ending in `*`) names this mutant."""
+    return name.startswith(entry[:-1]) if entry.endswith("*") else name == entry
+
+
 def reason_for(name: str, known: dict[str, str]) -> str:
     """Return the recorded reason for a survivor (exact name first, then the longest `prefix*`)."""
     if name in known:
         return known[name]
-    prefixes = [p for p in known if p.endswith("*") and name.startswith(p[:-1])]
+    prefixes = [p for p in known if p.endswith("*") and covers(p, name)]
     return known[max(prefixes, key=len)] if prefixes else ""
 
 
@@ -87,6 +92,10 @@ def main() -> int:
         ]
         reason = reason_for(name, known) or "NOT EXPLAINED"
         lines.append(f"- `{name}` ({reason}): " + " / ".join(f"`{c.strip()[:100]}`" for c in changed[:2]))
+    stale = [entry for entry in known if not any(covers(entry, name) for name in survivors)]
+    if stale:  # killed since, or their code is gone: the list should not explain what no longer survives
+        lines += ["", "## Equivalents entries that name no survivor (remove them)", ""]
+        lines += [f"- `{entry}`" for entry in stale]
     report = ROOT / "mutants" / "REPORT.md"
     report.write_text("\n".join(lines) + "\n", encoding="utf-8")
     explained = sum(1 for name in survivors if reason_for(name, known))
@@ -94,6 +103,8 @@ def main() -> int:
         f"{len(survivors)} survivors, {explained} explained (equivalent, log wording or a slow test): "
         f"{report.relative_to(ROOT)}"
     )
+    if stale:
+        print(f"{len(stale)} entries of devtools/mutation_equivalents.txt name no survivor: see the report")
     if not run:
         print("error: mutmut ran no mutants; run `.venv/bin/mutmut run` to see why", file=sys.stderr)
         return 1
