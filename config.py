@@ -16,7 +16,9 @@ import phonenumbers
 from dotenv import dotenv_values
 
 import callers
-from conversation import DEFAULT_COUNT_REPLY, DEFAULT_GREETING, MAX_BODY_CHARS, template_errors
+import conversation
+from conversation import MAX_BODY_CHARS
+from greeting import DEFAULT_COUNT_REPLY, DEFAULT_GREETING, template_errors
 from key_strength import secret_problem
 
 # Every variable the service reads (WEB_CONCURRENCY belongs to serve.py's server, not to the app).
@@ -36,6 +38,7 @@ VARIABLES = (
     "GREETING_TEMPLATE",
     "COUNT_REPLY_TEMPLATE",
     "HELP_TEXT",
+    "CONVERSATION",
 )
 INSTANCE_PATH = Path(__file__).resolve().parent / "instance"  # the development key lives here (git-ignored)
 AUTH_TOKEN = re.compile(r"[0-9a-fA-F]{32}")  # what the Twilio Console shows
@@ -70,6 +73,7 @@ class Settings:
     greeting: str
     count_reply: str
     help_text: str
+    conversation: conversation.Conversation
     warnings: tuple[str, ...] = ()
 
     @property
@@ -103,6 +107,7 @@ class Settings:
             "GREETING_TEMPLATE": self.greeting,
             "COUNT_REPLY_TEMPLATE": self.count_reply,
             "HELP_TEXT": self.help_text,
+            "CONVERSATION": self.conversation.name,
         }
 
     @property
@@ -311,6 +316,13 @@ def load_settings(
             if last_good:
                 last_good.save(callers_file, directory)
 
+    target = env.get("CONVERSATION", "").strip() or conversation.BUILT_IN
+    try:
+        chosen = conversation.load(target)
+    except conversation.ConversationError as exc:
+        problems.append(f"CONVERSATION={target!r}: {exc}")
+        chosen = conversation.load(conversation.BUILT_IN)
+
     settings = Settings(
         env=mode,
         secret_key=secret_key,
@@ -327,6 +339,7 @@ def load_settings(
         greeting=_template(env, "GREETING_TEMPLATE", DEFAULT_GREETING, problems),
         count_reply=_template(env, "COUNT_REPLY_TEMPLATE", DEFAULT_COUNT_REPLY, problems),
         help_text=env.get("HELP_TEXT", "").strip(),
+        conversation=chosen,
         warnings=tuple(warnings),
     )
     if len(settings.help_text) > MAX_BODY_CHARS:

@@ -1,108 +1,105 @@
-"""The conversation rules: state + inbound message -> reply + new state. No Flask, no Twilio."""
+"""The conversation interface: a step gets the state it kept and a Message, and answers a Reply.
+
+    def step(state: dict, message: Message) -> Reply: ...
+
+The service owns everything else: signatures, the cookie, its pair binding and expiry, the keywords
+(STOP, START, HELP, RESET), Twilio's retries and the message count. A step must be deterministic in its
+state and message: a retried webhook is answered by running it again on the same state.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import string
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from werkzeug.utils import ImportStringError, import_string
 
 MAX_BODY_CHARS = 1600  # Twilio's limit for one outbound message body
-PLACEHOLDERS = frozenset({"name", "count", "to"})
-
-DEFAULT_GREETING = "Hi {name}, welcome! Text RESET any time to start over."
-DEFAULT_COUNT_REPLY = "Hi {name}, this is message #{count} in our conversation."
-RESET_REPLY = "Your conversation has been reset. Your next message starts a new one."
+STATE_BUDGET_BYTES = 1024  # a state's compact JSON; the cookie then stays well within 2,048 characters
 DEFAULT_NAME = "Friend"
-
-OPT_OUT_KEYWORDS = frozenset({"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"})
-OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
-HELP_KEYWORDS = frozenset({"HELP", "INFO"})
-RESET_KEYWORDS = frozenset({"RESET"})
+BUILT_IN = "greeting:greet_and_count"
+WHERE_IT_GOES = "put the module in the project's conversations/ folder, an installed package or PYTHONPATH"
 
 
-@dataclass(frozen=True)
-class Texts:
-    """The user-facing texts an operator can replace."""
+class Reply(NamedTuple):
+    """A step's answer: the text ('' answers nothing) and the state to keep (None ends the conversation)."""
 
-    greeting: str = DEFAULT_GREETING
-    count_reply: str = DEFAULT_COUNT_REPLY
-    help: str = ""
-    reset: str = RESET_REPLY
+    text: str
+    state: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One inbound message as a conversation sees it (read-only)."""
+
+    body: str
+    name: str  # the caller directory's name for the sender, else "Friend"
+    sender: str
+    recipient: str
+    num_media: int
+    count: int  # this message's number in the conversation, 1 for the first (the service keeps it)
+    idle_seconds: float | None  # since the conversation's previous message; None when it is new
+
+
+class ConversationError(ValueError):
+    """A CONVERSATION setting that names nothing the service can run."""
 
 
 @dataclass(frozen=True)
 class Conversation:
-    """What the cookie remembers about one number pair."""
+    """A loaded conversation: its step, what it is called, the key its cookies carry, and its repeat."""
 
-    count: int = 0
-    last_sid_fingerprint: str = ""  # fingerprint of the last counted MessageSid
-
-
-@dataclass(frozen=True)
-class Inbound:
-    """One inbound message, as far as the rules care."""
-
-    body: str = ""
-    sid_fingerprint: str = ""  # fingerprint of the MessageSid
-    num_media: int = 0
-    opt_out_type: str = ""
-    name: str = DEFAULT_NAME
-    to: str = ""
+    step: Callable[[dict, Message], Reply | tuple]
+    name: str  # module:callable, as the logs and messages say it
+    key: str  # short hash of its name and declared version: another conversation's cookie never fits
+    repeat: Callable[[dict, Message], str] | None = None  # the reply already sent for the state's message
 
 
-@dataclass(frozen=True)
-class Step:
-    """The outcome of one message: reply text (may be empty), the new state, and why."""
-
-    reply: str
-    conversation: Conversation | None  # None: delete the conversation
-    outcome: str
+def conversation_key(name: str, version: object) -> str:
+    """Return the short key that tells one conversation's (and version's) cookies from another's."""
+    return hashlib.blake2b(f"{name}@{version}".encode(), digest_size=6).hexdigest()
 
 
-def template_errors(template: str, longest_name: int = 100) -> list[str]:
-    """Return what is wrong with a reply template (unknown placeholders, bad braces, unbounded output)."""
+def load(target: str) -> Conversation:
+    """Import `module:callable` once and wrap it; raise ConversationError saying why it cannot run."""
+    module_name, colon, attribute = target.strip().partition(":")
+    if not (module_name and colon and attribute):
+        raise ConversationError(f"{target!r} is not module:callable (e.g. conversations.survey:step)")
     try:
-        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
-    except ValueError as exc:
-        return [f"bad braces ({exc}); write {{{{ and }}}} for literal braces"]
-    unknown = sorted({f for f, _, _ in parsed if f not in PLACEHOLDERS})
-    if unknown:
-        allowed = ", ".join("{" + p + "}" for p in sorted(PLACEHOLDERS))
-        return [f"unknown placeholder(s) {', '.join(unknown)!s}; allowed: {allowed}"]
-    if any(spec or conv for _, spec, conv in parsed):  # a width or precision could make any length
-        return ["placeholders take no format spec or conversion; use plain {name}, {count} and {to}"]
-    longest = template.format(name="W" * longest_name, count=10**12, to="+" + "9" * 15)
-    if len(longest) > MAX_BODY_CHARS:
-        return [f"can render {len(longest)} characters with a long name; Twilio's limit is {MAX_BODY_CHARS}"]
-    if not template.format(name=DEFAULT_NAME, count=1, to="+15005550100").strip():
-        return ["is empty; a reply must say something"]
-    return []
+        step = import_string(f"{module_name}:{attribute}")
+    except ImportStringError as exc:
+        cause = exc.exception
+        if isinstance(cause, ModuleNotFoundError) and module_name.startswith(cause.name or "\0"):
+            raise ConversationError(f"no module named {cause.name!r}; {WHERE_IT_GOES}") from None
+        raise ConversationError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    except Exception as exc:  # the module itself raised while being imported
+        raise ConversationError(f"importing {module_name!r} raised {type(exc).__name__}") from None
+    if not callable(step):
+        raise ConversationError(f"{target!r} is a {type(step).__name__}, not a callable step(state, message)")
+    name = f"{getattr(step, '__module__', module_name)}:{getattr(step, '__qualname__', attribute)}"
+    return Conversation(
+        step=step,
+        name=name,
+        key=conversation_key(name, getattr(step, "version", 1)),
+        repeat=getattr(step, "repeat", None),
+    )
 
 
-def fingerprint(message_sid: str) -> str:
-    """Return a short fingerprint of a MessageSid, enough to spot Twilio's retries ('' for none)."""
-    if not message_sid:
-        return ""
-    return hashlib.blake2b(message_sid.encode(), digest_size=6).hexdigest()
-
-
-def keyword_of(message: Inbound) -> str:
-    """Return the keyword group a message triggers ('' when it is an ordinary message)."""
-    opt_out_type = message.opt_out_type.strip().upper()
-    if opt_out_type in ("STOP", "START", "HELP"):
-        return opt_out_type
-    word = message.body.strip()
-    if not word.isascii():  # "\u017ftop".upper() is "STOP", but it is not one of Twilio's keywords
-        return ""
-    word = word.upper()
-    if word in OPT_OUT_KEYWORDS:
-        return "STOP"
-    if word in OPT_IN_KEYWORDS:
-        return "START"
-    if word in HELP_KEYWORDS:
-        return "HELP"
-    if word in RESET_KEYWORDS:
-        return "RESET"
+def state_problem(state: object) -> str:
+    """Return what keeps a state out of the cookie ('' when it fits): not JSON, or over the budget."""
+    if not isinstance(state, dict):
+        return f"state is a {type(state).__name__}, not a dict (or None to end the conversation)"
+    try:
+        text = json.dumps(state, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return "state holds a value JSON cannot carry (use str, int, float, bool, None, list and dict)"
+    if json.loads(text) != state:  # int keys, tuples: JSON would hand back something else
+        return "state does not survive JSON unchanged (dict keys must be str; lists, not tuples)"
+    if len(text) > STATE_BUDGET_BYTES:
+        return f"state is {len(text):,} bytes of JSON, over the budget of {STATE_BUDGET_BYTES:,}"
     return ""
 
 
@@ -112,36 +109,3 @@ def fit(text: str) -> str:
     if len(text) <= MAX_BODY_CHARS:
         return text
     return text[: MAX_BODY_CHARS - 1].rstrip() + "…"
-
-
-def media_note(num_media: int) -> str:
-    """Return the acknowledgement of attachments ('' for none)."""
-    if num_media <= 0:
-        return ""
-    return f" We got your {num_media} attachment{'s' if num_media != 1 else ''}."
-
-
-def render(template: str, count: int, message: Inbound) -> str:
-    """Fill a reply template for one message."""
-    text = template.format(name=message.name, count=count, to=message.to)
-    return fit(text + media_note(message.num_media))
-
-
-def step(conversation: Conversation, message: Inbound, texts: Texts) -> Step:
-    """Apply one inbound message to a conversation."""
-    keyword = keyword_of(message)
-    if keyword in ("STOP", "START"):
-        return Step("", None, f"keyword:{keyword.lower()}")
-    if keyword == "HELP":
-        return Step(fit(texts.help), conversation, "keyword:help")
-    if keyword == "RESET":
-        return Step(fit(texts.reset), None, "keyword:reset")
-
-    is_retry = bool(message.sid_fingerprint) and message.sid_fingerprint == conversation.last_sid_fingerprint
-    if is_retry:
-        count, outcome = conversation.count, "duplicate"
-    else:
-        count, outcome = conversation.count + 1, "reply"
-    template = texts.greeting if count == 1 else texts.count_reply
-    new_state = Conversation(count=count, last_sid_fingerprint=message.sid_fingerprint)
-    return Step(render(template, count, message), new_state, outcome)

@@ -1,8 +1,8 @@
 """The Twilio SMS webhook: create_app() and the /sms view.
 
 A webhook travels one way: request (webhook_request.py) -> signature (signatures.py) -> session, the
-conversation's cookie (session_cookie.py) -> caller name (callers.py) -> conversation.step -> TwiML
-(twiml.py) + the session written back as Set-Cookie.
+conversation's cookie (session_cookie.py) -> caller name (callers.py) -> the turn (turn.py: keywords,
+retries, then the conversation's step) -> TwiML (twiml.py) + the session written back as Set-Cookie.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, request, session
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import callers
 import config
-from conversation import DEFAULT_NAME, Inbound, Texts, fingerprint, step
+from conversation import DEFAULT_NAME, Conversation
 from logs import configure_logging, log
 from metrics import Metrics
-from session_cookie import COOKIE_NAME, ConversationSessionInterface, read_conversation, write_conversation
+from session_cookie import COOKIE_NAME, ConversationSessionInterface, read_progress, write_progress
 from signatures import SignatureGuard, SignatureRefused
+from turn import ConversationBug, Inbound, fingerprint, take_turn
 from twiml import twiml_response
 from webhook_request import WebhookRequest
 
@@ -36,11 +37,19 @@ webhook = Blueprint("webhook", __name__)
 
 @dataclass(frozen=True)
 class Responder:
-    """What the view needs besides the request and app.config: texts, signature guard, caller directory."""
+    """What the view needs besides the request and app.config: conversation, signature guard, caller directory."""
 
-    texts: Texts
+    conversation: Conversation
     guard: SignatureGuard
     directory: callers.WatchedDirectory
+
+
+class ConversationFailed(InternalServerError):
+    """A conversation's step that raised or answered what cannot be kept; `problem` goes to the log only."""
+
+    def __init__(self, problem: str):
+        super().__init__()
+        self.problem = problem
 
 
 def media_count(raw: str) -> int:
@@ -67,28 +76,38 @@ def sms() -> Response:
     sender, recipient = req.number_pair
 
     sid = fields.first("MessageSid")[:MAX_SID_CHARS]
-    message = Inbound(
+    inbound = Inbound(
         body=fields.first("Body"),
         sid_fingerprint=fingerprint(sid),
         num_media=media_count(fields.first("NumMedia", "0")),
         opt_out_type=fields.first("OptOutType"),
         name=responder.directory.current().name_for(sender, DEFAULT_NAME),
-        to=recipient,
+        sender=sender,
+        recipient=recipient,
     )
-    state = session._get_current_object()  # the cookie is verified here, after the signature
-    result = step(read_conversation(state), message, responder.texts)
-    write_conversation(state, result.conversation)
+    saved = session._get_current_object()  # opened after the signature passed
+    idle_seconds = None if saved.signed_at is None else max(0.0, time.time() - saved.signed_at)
+    try:
+        turn = take_turn(
+            read_progress(saved),
+            inbound,
+            idle_seconds,
+            responder.conversation,
+            current_app.config["HELP_TEXT"],
+        )
+    except ConversationBug as bug:
+        raise ConversationFailed(bug.problem) from None
+    write_progress(saved, turn.progress)
 
     context = g._get_current_object()
-    fresh = context.fresh = state.fresh_reason
-    context.outcome = result.outcome
-    line = {"sid": sid, "pair": state.pair[:12], "outcome": result.outcome}
-    line["count"] = result.conversation.count if result.conversation else 0
+    fresh = context.fresh = saved.fresh_reason
+    context.outcome = turn.outcome
+    line = {"sid": sid, "pair": saved.pair[:12], "outcome": turn.outcome, "count": turn.count}
     if fresh:
         line["fresh"] = fresh
     line["ms"] = round((time.perf_counter() - started) * 1000, 2)
     log.log(logging.WARNING if fresh not in ("", "new") else logging.INFO, "webhook", extra={"webhook": line})
-    return twiml_response(result.reply)
+    return twiml_response(turn.reply)
 
 
 def refuse(error: HTTPException) -> Response:
@@ -99,7 +118,7 @@ def refuse(error: HTTPException) -> Response:
             line["sid"] = request.signed_fields.first("MessageSid")[:MAX_SID_CHARS]
         elif error.code == 500:
             cause = getattr(error, "original_exception", None) or error
-            line = {"outcome": "error:500", "error": type(cause).__name__}
+            line = {"outcome": "error:500", "error": getattr(error, "problem", "") or type(cause).__name__}
         else:
             line = {"outcome": f"refused:{error.code}", "why": error.description}
         g.outcome = line["outcome"]
@@ -111,11 +130,17 @@ def refuse(error: HTTPException) -> Response:
 
 
 def create_app(test_config: Mapping | None = None, instance_path: str | None = None) -> Flask:
-    """Build the responder from its settings: the environment and `.env`, with `test_config` over them."""
+    """Build the responder from its settings (the environment and `.env`), with `test_config` over them.
+
+    As in Flask's tutorial, `test_config` is Flask config: the service's own settings (SECRET_KEY,
+    CONVERSATION, ...) are validated like the environment's; any other key (TESTING, ...) goes to app.config.
+    """
     instance_path = instance_path or str(config.INSTANCE_PATH)
+    test_config = dict(test_config or {})
+    overrides = {k: str(v) for k, v in test_config.items() if k in config.VARIABLES}
     last_good = callers.LastGood.default(instance_path)  # a bad CALLERS_FILE edit never stops a worker's boot
     settings = config.load_settings(
-        config.read_environment(test_config), Path(instance_path) / "dev-secret-key", last_good
+        config.read_environment(overrides), Path(instance_path) / "dev-secret-key", last_good
     )
     configure_logging(settings.is_production)
     for warning in settings.warnings:
@@ -123,7 +148,6 @@ def create_app(test_config: Mapping | None = None, instance_path: str | None = N
 
     app = Flask(__name__, instance_path=instance_path, static_folder=None)  # no static files to serve
     app.request_class = WebhookRequest
-    app.session_interface = ConversationSessionInterface()
     app.config.update(settings.flask_config())  # the one settings store from here on
     app.config.update(
         SESSION_COOKIE_NAME=COOKIE_NAME,
@@ -131,6 +155,9 @@ def create_app(test_config: Mapping | None = None, instance_path: str | None = N
         MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
         MAX_FORM_PARTS=MAX_FIELDS,
     )
+    app.config.from_mapping({k: v for k, v in test_config.items() if k not in config.VARIABLES})
+    guard = SignatureGuard(app.config["TWILIO_AUTH_TOKENS"], app.config["PUBLIC_URLS"])
+    app.session_interface = ConversationSessionInterface(guard, settings.conversation.key)
     metrics = Metrics()
     directory = callers.WatchedDirectory(
         app.config["CALLERS_FILE"],
@@ -139,13 +166,7 @@ def create_app(test_config: Mapping | None = None, instance_path: str | None = N
         metrics.directory_loaded,
         last_good,
     )
-    texts = Texts(
-        greeting=app.config["GREETING_TEMPLATE"],
-        count_reply=app.config["COUNT_REPLY_TEMPLATE"],
-        help=app.config["HELP_TEXT"],
-    )
-    guard = SignatureGuard(app.config["TWILIO_AUTH_TOKENS"], app.config["PUBLIC_URLS"])
-    app.extensions["responder"] = Responder(texts, guard, directory)
+    app.extensions["responder"] = Responder(settings.conversation, guard, directory)
 
     app.register_blueprint(webhook)
     app.register_error_handler(HTTPException, refuse)

@@ -100,15 +100,31 @@ class SignatureGuard:
 
     def check(self, request: Request) -> None:
         """Raise SignatureRefused unless the request carries a valid signature (when checks are on)."""
+        if refusal := self.refusal(request):
+            raise refusal
+
+    def passes(self, request: Request) -> bool:
+        """Tell whether the request's signature passed (checked once per request)."""
+        return self.refusal(request) is None
+
+    def refusal(self, request: Request) -> SignatureRefused | None:
+        """Check the request's signature once; return why it is refused, or None when it passes."""
+        try:
+            return request.signature_refusal
+        except AttributeError:
+            request.signature_refusal = refusal = self.judge(request)
+            return refusal
+
+    def judge(self, request: Request) -> SignatureRefused | None:
         if not self.validators:
-            return
+            return None
         signature = request.headers.get("X-Twilio-Signature", "")
         if signature and any(
             self.accepts(self.signed_url_for(request, base), request.signed_fields, signature)
             for base in self.public_urls
         ):
-            return
-        raise SignatureRefused(self.diagnose(request, signature))
+            return None
+        return SignatureRefused(self.diagnose(request, signature))
 
     def diagnose(self, request: Request, signature: str) -> str:
         """Say which URL variant would have matched and which setting to change (at most once a second)."""

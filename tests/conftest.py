@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import time_machine
-from helpers import REPO, TOKEN, WEBHOOK_URL, production_settings
+from helpers import PROBE, REPO, TOKEN, WEBHOOK_URL, probe_env, production_settings
 from hypothesis import settings as hypothesis_settings
 
 from config import VARIABLES
@@ -51,10 +51,10 @@ def clock():
 
 @pytest.fixture
 def make_app(clock, tmp_path):
-    """Build an app: production settings (test key, token, PUBLIC_URL), plus the test's overrides."""
+    """Build an app: production settings (test key, token, PUBLIC_URL), the probe conversation, the test's overrides."""
 
     def make(instance_path: str | None = None, **overrides):
-        config = production_settings(**overrides)
+        config = production_settings(**{"CONVERSATION": PROBE, **overrides})
         return create_app(config, instance_path=instance_path or str(tmp_path / "instance"))
 
     return make
@@ -93,12 +93,12 @@ def webhook_log(caplog):
 
 @pytest.fixture
 def start_server(tmp_path):
-    """Start a server command with production settings on a free port of 127.0.0.1; stop it afterwards."""
+    """Start a server command with production settings and the probe conversation on a free port of 127.0.0.1."""
     servers = []
 
     def start(command: list[str], prefix: tuple[str, ...] = (), **settings: str) -> Server:
         port = free_port()
-        env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "WEB_CONCURRENCY": "2"}
+        env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "WEB_CONCURRENCY": "2", **probe_env()}
         env |= production_settings(f"http://127.0.0.1:{port}", HOST="127.0.0.1", PORT=str(port), **settings)
         log_path = tmp_path / f"server-{len(servers)}.log"
         server = Server([*prefix, *command], env, port, log_path, tmp_path)

@@ -23,6 +23,7 @@ from hypothesis import settings as hypothesis_settings
 
 from devtools.servers import free_port, running
 from devtools.simulator import HttpTransport, Reply, Simulator, StoredCookie
+from greeting import DEFAULT_COUNT_REPLY, DEFAULT_GREETING
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGE = "localhost/sms-responder:0.2.0"  # the tag deploy/kubernetes names
@@ -34,11 +35,24 @@ TOKEN = "0123456789abcdef0123456789abcdef"
 SECONDARY_TOKEN = "fedcba9876543210fedcba9876543210"
 PUBLIC_URL = "https://sms.example.com"
 WEBHOOK_URL = PUBLIC_URL + "/sms"
-GREETING = "Hi Friend, welcome! Text RESET any time to start over."
+PROBE = "probe_conversation:echo"  # the in-process tests run this conversation, not the built-in one
+# What ships runs the built-in conversation: the tests of servers and the image expect its texts as
+# rendered from its own templates, so only tests/test_greeting.py pins the wording.
+GREETING = DEFAULT_GREETING.format(name="Friend")
 COOKIE = "conversation"
 
 ALICE, BOB, CAROL = "+15005550101", "+15005550102", "+15005550103"
 SERVICE, OTHER_SERVICE = "+15005550199", "+15005550198"
+
+
+def count_reply(count: int) -> str:
+    """Return the built-in conversation's reply to message `count` (> 1), from its own template."""
+    return DEFAULT_COUNT_REPLY.format(name="Friend", count=count)
+
+
+def echoed(count: int, body: str, turns: int | None = None, name: str = "Friend") -> str:
+    """Return the probe conversation's reply: the service's count, the caller's name, the body."""
+    return f"#{count} {name}: {body} (turns={turns or count})"
 
 
 def production_settings(public_url: str = PUBLIC_URL, **extra: str) -> dict[str, str]:
@@ -65,13 +79,24 @@ def problems(env: dict, tmp_path: Path) -> list[str]:
 def running_server(mode: str, env: dict, log_path: Path, prefix: Sequence[str] = ()):
     """Run `serve.py MODE` with `env` on a free port; yield its Server (`.port`, `.pids()`); stop it afterwards."""
     port = free_port()
-    full_env = {"PATH": os.environ.get("PATH", ""), "HOST": "127.0.0.1", "PORT": str(port), **env}
+    full_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        **probe_env(),
+        **env,
+    }
     if mode == "serve":  # production checks signatures for PUBLIC_URL: where the tests reach the server
         full_env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
     # `prefix` runs the server through another command, e.g. ["faketime", "-f", "+5s"]: a clock ahead.
     command = [*prefix, sys.executable, str(REPO / "serve.py"), mode]
     with running(command, full_env, REPO, log_path, port) as server:
         yield server
+
+
+def probe_env() -> dict[str, str]:
+    """Return the settings that make a server run the probe conversation from tests/ (CONVERSATION="": the built-in)."""
+    return {"CONVERSATION": PROBE, "PYTHONPATH": str(REPO / "tests")}
 
 
 def served_settings(workers: int, **extra: str) -> dict[str, str]:

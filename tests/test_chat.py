@@ -60,7 +60,7 @@ def test_an_unknown_line_is_reported_with_its_line_number(development, tmp_path)
 @pytest.fixture(scope="module")
 def production_server(tmp_path_factory):
     with running_server(
-        "serve", served_settings(1), tmp_path_factory.mktemp("server") / "server.log"
+        "serve", served_settings(1, CONVERSATION=""), tmp_path_factory.mktemp("server") / "server.log"
     ) as server:
         yield f"http://127.0.0.1:{server.port}/sms"
 
@@ -161,7 +161,10 @@ def test_the_in_process_phone_signs_for_public_url_when_it_is_set(development, m
 
 @pytest.fixture(scope="module")
 def server_behind_a_public_url(tmp_path_factory):
-    env = {**served_settings(1), "PUBLIC_URL": "https://sms.example.com"}  # as behind a proxy or a tunnel
+    env = {
+        **served_settings(1, CONVERSATION=""),
+        "PUBLIC_URL": "https://sms.example.com",
+    }  # behind a proxy or tunnel
     with running_server("serve", env, tmp_path_factory.mktemp("proxied") / "server.log") as server:
         yield f"http://127.0.0.1:{server.port}/sms"
 

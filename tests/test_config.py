@@ -351,7 +351,7 @@ def test_a_worker_that_boots_after_a_bad_edit_serves_the_last_good_directory(
     directory.write_text("number,name\n+15005550101,Ada\nnonsense,Bob\n+15005550102,\n")
     caplog.set_level("WARNING", logger="responder")
     booted = make_app(CALLERS_FILE=str(directory))  # a worker that replaces one (OOM kill, crash, SIGHUP)
-    assert make_phone(booted).send("hi", "+15005550101", "+15005550199").text.startswith("Hi Ada,")
+    assert make_phone(booted).send("hi", "+15005550101", "+15005550199").text.split(":")[0].endswith(" Ada")
     ready = booted.test_client().get("/readyz")
     assert ready.status_code == 200 and ready.get_json()["callers"] == 1
     assert "callers.csv:3: not a phone number" in ready.get_json()["warnings"]["caller_directory"]
@@ -369,7 +369,7 @@ def test_a_worker_on_the_last_good_copy_reads_its_numbers_for_the_instance_regio
     make_app(CALLERS_FILE=str(directory), DEFAULT_REGION="GB")
     directory.write_text("number,name\n020 7946 0018,Ada\nnonsense,Bob\n")
     booted = make_app(CALLERS_FILE=str(directory), DEFAULT_REGION="GB")
-    assert make_phone(booted).send("hi", "+442079460018", "+15005550199").text.startswith("Hi Ada,")
+    assert make_phone(booted).send("hi", "+442079460018", "+15005550199").text.split(":")[0].endswith(" Ada")
 
 
 def test_a_worker_on_the_last_good_copy_does_not_read_the_unchanged_bad_file_again(make_app, clock, tmp_path):
@@ -391,10 +391,10 @@ def test_a_new_worker_boots_from_the_newest_good_version_another_worker_loaded(
     first = make_app(CALLERS_FILE=str(directory))
     rewrite(directory, "number,name\n+15005550101,Grace\n", clock)
     clock.advance(6)
-    assert make_phone(first).send("hi", "+15005550101", "+15005550199").text.startswith("Hi Grace,")
+    assert make_phone(first).send("hi", "+15005550101", "+15005550199").text.split(":")[0].endswith(" Grace")
     directory.write_text("number,name\nnonsense,Bob\n")
     booted = make_app(CALLERS_FILE=str(directory))
-    assert make_phone(booted).send("hi", "+15005550101", "+15005550199").text.startswith("Hi Grace,")
+    assert make_phone(booted).send("hi", "+15005550101", "+15005550199").text.split(":")[0].endswith(" Grace")
 
 
 def test_a_deleted_directory_leaves_new_workers_on_the_last_good_copy(make_app, tmp_path):

@@ -2,10 +2,11 @@
 
 import subprocess
 import sys
+from urllib.parse import urlencode
 
 import pytest
 from flask import got_request_exception, request, request_started, session, url_for
-from helpers import ALICE, BOB, GREETING, REPO, SERVICE, TOKEN, WEBHOOK_URL
+from helpers import ALICE, BOB, REPO, SERVICE, TOKEN, WEBHOOK_URL, echoed
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from devtools.simulator import sign
@@ -46,7 +47,7 @@ def test_app_hooks_and_signals_run_for_a_webhook(app, twilio):
         seen.append(("started", None))
 
     with request_started.connected_to(started, app):
-        assert twilio.send("hello", ALICE, SERVICE).text == GREETING
+        assert twilio.send("hello", ALICE, SERVICE).text == echoed(1, "hello")
     assert seen == [("started", None), ("before", "webhook.sms"), ("after", 200), ("teardown", None)]
 
 
@@ -54,14 +55,14 @@ def test_in_testing_mode_an_exception_in_the_view_reaches_the_test(app, twilio, 
     def broken(*args):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("responder.step", broken)
+    monkeypatch.setattr("responder.take_turn", broken)
     app.testing = True
     with pytest.raises(RuntimeError, match="boom"):
         twilio.send("hello", ALICE, SERVICE)
 
 
 def test_got_request_exception_sees_a_failing_webhook(app, twilio, monkeypatch):
-    monkeypatch.setattr("responder.step", lambda *a: 1 / 0)
+    monkeypatch.setattr("responder.take_turn", lambda *a: 1 / 0)
     caught = []
 
     def record(sender, exception, **extra):
@@ -89,42 +90,52 @@ def webhook(client, body, sender=ALICE, to=SERVICE, sid="SM" + "1" * 32):
     return client.post("/sms", base_url="https://sms.example.com", data=data, headers=signed(data))
 
 
-def test_session_transaction_shows_the_conversation(app):
+def signed_get(path, sender=ALICE, to=SERVICE):
+    """Return session_transaction's arguments for a GET webhook, signed as Twilio would sign it."""
+    query = urlencode({"From": sender, "To": to})
+    url = f"https://sms.example.com{path}?{query}"
+    return {"base_url": "https://sms.example.com", "query_string": query, "headers": signed({}, url)}
+
+
+def test_session_transaction_shows_the_conversation_of_a_signed_webhook(app):
     client = app.test_client()
     webhook(client, "hello", sid="SM" + "1" * 32)
     webhook(client, "again", sid="SM" + "2" * 32)
-    pair = {"From": ALICE, "To": SERVICE}
-    with client.session_transaction("/sms", base_url="https://sms.example.com", query_string=pair) as state:
-        assert state["n"] == 2
+    with client.session_transaction("/sms", **signed_get("/sms")) as state:
+        assert (state["n"], state["s"]) == (2, {"turns": 2})
         assert state.fresh_reason == ""
         state["n"] = 41  # a test can set up a conversation the same way
     answer = webhook(client, "and again", sid="SM" + "3" * 32)
-    assert "message #42" in answer.get_data(as_text=True)
+    assert echoed(42, "and again", turns=3) in answer.get_data(as_text=True)
+
+
+def test_an_unsigned_request_opens_no_conversation(app):
+    client = app.test_client()
+    webhook(client, "hello")
+    query = {"From": ALICE, "To": SERVICE}
+    with client.session_transaction("/sms", base_url="https://sms.example.com", query_string=query) as state:
+        assert dict(state) == {} and state.pair == ""
 
 
 def test_the_session_opens_empty_on_another_pair(app):
     client = app.test_client()
     webhook(client, "hello")
-    https = {"base_url": "https://sms.example.com"}
-    with client.session_transaction("/sms", query_string={"From": BOB, "To": SERVICE}, **https) as state:
+    with client.session_transaction("/sms", **signed_get("/sms", BOB, SERVICE)) as state:
         assert dict(state) == {} and state.fresh_reason == "other_pair"
-    with client.session_transaction(
-        "/sms", query_string={"From": ALICE, "To": "+15005550198"}, **https
-    ) as state:
+    with client.session_transaction("/sms", **signed_get("/sms", ALICE, "+15005550198")) as state:
         assert dict(state) == {} and state.fresh_reason == "other_pair"  # bound to To as well as From
 
 
-def test_a_view_of_the_app_reads_the_session_like_any_other(app, twilio):
+def test_a_view_of_the_app_reads_the_session_of_a_signed_webhook_like_any_other(app, twilio):
     @app.get("/debug-count")
     def debug_count():
         return {"count": session.get("n", 0)}
 
     twilio.send("hello", ALICE, SERVICE)
     cookie = twilio.cookie_header(ALICE, SERVICE)
-    answer = app.test_client(use_cookies=False).get(
-        "/debug-count", query_string={"From": ALICE, "To": SERVICE}, headers={"Cookie": cookie}
-    )
-    assert answer.get_json() == {"count": 1}
+    arguments = signed_get("/debug-count")
+    arguments["headers"]["Cookie"] = cookie
+    assert app.test_client(use_cookies=False).get("/debug-count", **arguments).get_json() == {"count": 1}
 
 
 @pytest.mark.parametrize(
@@ -149,7 +160,7 @@ def test_a_forged_request_sets_no_cookie_and_keeps_the_conversation(app, twilio)
         headers={"X-Twilio-Signature": "forged", "Cookie": cookie},
     )
     assert answer.status_code == 403 and "Set-Cookie" not in answer.headers
-    assert twilio.send("again", ALICE, SERVICE).text.endswith("message #2 in our conversation.")
+    assert twilio.send("again", ALICE, SERVICE).text == echoed(2, "again")
 
 
 def test_every_answer_varies_on_the_cookie_and_deletion_keeps_the_attributes(twilio):

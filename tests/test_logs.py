@@ -103,7 +103,7 @@ def test_refusals_and_failures_log_their_own_message_and_the_sid(app, caplog, mo
     )
     refused = caplog.records[-1]
     assert refused.getMessage() == "webhook refused" and refused.webhook["sid"] == sid
-    monkeypatch.setattr("responder.step", lambda *a: 1 / 0)
+    monkeypatch.setattr("responder.take_turn", lambda *a: 1 / 0)
     from devtools.simulator import FlaskTransport, Simulator
 
     Simulator(FlaskTransport(app), "https://sms.example.com/sms", token=TOKEN).send("hi", ALICE, SERVICE)

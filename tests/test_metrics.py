@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import ALICE, BOB, GREETING, SERVICE, plant_cookie, rewrite
+from helpers import ALICE, BOB, SERVICE, echoed, plant_cookie, rewrite
 from prometheus_client.parser import text_string_to_metric_families
 
 import metrics_folder
@@ -147,7 +147,7 @@ def test_a_worker_whose_metrics_folder_cannot_be_written_answers_webhooks_and_sa
     app = make_app()
     phone = make_phone(app)
 
-    assert phone.send("hello", ALICE, SERVICE).text == GREETING
+    assert phone.send("hello", ALICE, SERVICE).text == echoed(1, "hello")
     assert phone.send("STOP", ALICE, SERVICE).status == 200
     answer = app.test_client().get("/metrics")
     assert answer.status_code == 503 and answer.mimetype == "text/plain"

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from helpers import (
     ALICE,
-    GREETING,
     REPO,
     SERVICE,
     TOKEN,
+    echoed,
     gunicorn_setting,
     phone_at,
     stop_during_webhook,
@@ -37,13 +37,13 @@ def test_make_serve_runs_gunicorn_with_the_checked_in_configuration(start_server
     (master,) = [pid for pid in server.pids() if int(stat_fields(pid)[1]) == server.process.pid]
     title = Path(f"/proc/{master}/cmdline").read_bytes().split(b"\0")[0]  # make's child, retitled
     assert title == b"gunicorn: master [%s]" % gunicorn_setting("proc_name").encode()
-    assert phone_at(server.port).send("hello", ALICE, SERVICE).text == GREETING
+    assert phone_at(server.port).send("hello", ALICE, SERVICE).text == echoed(1, "hello")
 
 
 def test_sigterm_answers_the_webhook_in_flight_closes_idle_connections_and_exits_0(production_server):
     server = production_server()
     shutdown = stop_during_webhook(server.port, phone_at(server.port), lambda: timed_stop(server))
-    assert shutdown.in_flight == (200, GREETING)
+    assert shutdown.in_flight == (200, echoed(1, "in flight"))
     assert shutdown.idle_closed_at_once, "an idle connection held the worker until graceful_timeout"
     assert shutdown.exit_code == 0 and shutdown.seconds < min(8, gunicorn_setting("graceful_timeout"))
 
@@ -87,7 +87,7 @@ def test_a_keep_alive_connection_closes_after_its_hundredth_request_and_the_clie
 def test_a_cookie_sent_in_a_second_cookie_header_continues_the_conversation(production_server):
     server = production_server()
     phone = phone_at(server.port)
-    assert phone.send("hello", ALICE, SERVICE).text == GREETING
+    assert phone.send("hello", ALICE, SERVICE).text == echoed(1, "hello")
     params = phone.params("again", ALICE, SERVICE)
     _, signed, body = phone.prepare(params, phone.cookie_header(ALICE, SERVICE))
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)

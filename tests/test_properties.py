@@ -118,7 +118,10 @@ def test_twiml_is_exactly_what_messaging_response_builds(reply):
 )
 def test_replies_are_well_formed_xml_whatever_the_template_and_fields(make_app, template, to):
     app = make_app(
-        GREETING_TEMPLATE="".join(template) + "!", RESPONDER_ENV="development", TWILIO_AUTH_TOKEN=""
+        GREETING_TEMPLATE="".join(template) + "!",
+        RESPONDER_ENV="development",
+        TWILIO_AUTH_TOKEN="",
+        CONVERSATION="",
     )
     answer = app.test_client().post("/sms", data={"From": ALICE, "To": to, "Body": "hi"})
     if to.strip():

@@ -34,7 +34,9 @@ def test_the_curl_example_gets_the_greeting_then_the_count(tmp_path):
     block = quick_start_block()
     commands = re.findall(r"(curl .*?)\n# (.*?)\n", block.replace("\\\n", ""), re.S)
     assert len(commands) == 2
-    with running_server("run", {}, tmp_path / "server.log") as server:  # no settings at all, as make run
+    with running_server(
+        "run", {"CONVERSATION": ""}, tmp_path / "server.log"
+    ) as server:  # no settings, as make run
         for command, expected in commands:
             command = command.replace("127.0.0.1:5000", f"127.0.0.1:{server.port}")
             answer = subprocess.run(

@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 from flask import Flask, request
-from helpers import ALICE, BOB, GREETING, SERVICE, TOKEN
+from helpers import ALICE, BOB, SERVICE, TOKEN, echoed
 from twilio.request_validator import RequestValidator
 
 from devtools.simulator import FlaskTransport, Simulator, parse_duration, segment_count
@@ -221,10 +221,10 @@ def test_the_service_sends_nothing_on_stop_or_start_so_there_is_no_double_confir
     for word, confirmation in [("STOP", STOP_CONFIRMATION), ("START", START_CONFIRMATION)]:
         reply = twilio.send(word, ALICE, SERVICE)
         assert reply.messages == [] and reply.twilio_replies == [confirmation]
-    assert twilio.send("hi", ALICE, SERVICE).delivered == [GREETING]
+    assert twilio.send("hi", ALICE, SERVICE).delivered == [echoed(1, "hi")]
 
 
 def test_the_service_reply_to_an_opted_out_phone_is_blocked(twilio):
     twilio.send("STOP", ALICE, SERVICE)
     reply = twilio.send("hi again", ALICE, SERVICE)
-    assert reply.blocked == [GREETING] and reply.delivered == []
+    assert reply.blocked == [echoed(1, "hi again")] and reply.delivered == []

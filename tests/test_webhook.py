@@ -3,20 +3,16 @@
 import json
 
 import pytest
-from helpers import ALICE, BOB, CAROL, GREETING, OTHER_SERVICE, SECRET, SERVICE, TOKEN, cookie_of, rewrite
+from helpers import ALICE, BOB, CAROL, OTHER_SERVICE, SECRET, SERVICE, TOKEN, cookie_of, echoed, rewrite
 
-from conversation import RESET_REPLY
 from responder import media_count
+from turn import RESET_REPLY
 
 
-def count_reply(n, name="Friend"):
-    return f"Hi {name}, this is message #{n} in our conversation."
-
-
-def test_greeting_then_counts(twilio):
-    replies = [twilio.send(body, ALICE, SERVICE) for body in ["hello", "how are you", "bye"]]
+def test_each_message_reaches_the_conversation_with_its_count_and_state(twilio):
+    replies = [twilio.send(body, ALICE, SERVICE) for body in ["hello", "how are you", "later"]]
     assert [r.status for r in replies] == [200, 200, 200]
-    assert [r.text for r in replies] == [GREETING, count_reply(2), count_reply(3)]
+    assert [r.text for r in replies] == [echoed(1, "hello"), echoed(2, "how are you"), echoed(3, "later")]
 
 
 def test_twiml_is_served_as_xml_with_nothing_before_the_declaration(twilio):
@@ -34,22 +30,22 @@ def test_conversations_are_kept_apart_per_number_pair(twilio):
         sender, to = pairs[i]
         reply = twilio.send(f"message {i}", sender, to)
         sent[pairs[i]] += 1
-        assert reply.text == (GREETING if sent[pairs[i]] == 1 else count_reply(sent[pairs[i]]))
+        assert reply.text == echoed(sent[pairs[i]], f"message {i}")
 
 
 def test_get_webhooks_work_like_posts(app, make_phone):
     phone = make_phone(app, url="https://sms.example.com/sms?campaign=spring", method="GET")
-    assert phone.send("hi", ALICE, SERVICE).text == GREETING
-    assert phone.send("again", ALICE, SERVICE).text == count_reply(2)
+    assert phone.send("hi", ALICE, SERVICE).text == echoed(1, "hi")
+    assert phone.send("again", ALICE, SERVICE).text == echoed(2, "again")
     # Twilio signs the query percent-encoded, as sent; a decoded URL would refuse every emoji.
-    assert phone.send("ok 👍 ça va?", ALICE, SERVICE).text == count_reply(3)
+    assert phone.send("ok 👍 ça va?", ALICE, SERVICE).text == echoed(3, "ok 👍 ça va?")
 
 
 def test_an_unexpected_failure_is_a_logged_plain_500_without_secrets(app, twilio, webhook_log, monkeypatch):
     def broken(*args):
         raise RuntimeError(f"boom {SECRET}")
 
-    monkeypatch.setattr("responder.step", broken)
+    monkeypatch.setattr("responder.take_turn", broken)
     reply = twilio.send("hello", ALICE, SERVICE)
     assert reply.status == 500
     assert reply.headers["content-type"] == "text/plain; charset=utf-8"
@@ -67,7 +63,7 @@ def test_opt_out_and_opt_in_keywords_end_the_conversation_silently(twilio, word)
     assert reply.root.tag == "Response" and len(reply.root) == 0
     assert any("Max-Age=0" in c for c in reply.set_cookies)
     assert twilio.cookie_header(ALICE, SERVICE) == ""
-    assert twilio.send("back again", ALICE, SERVICE).text == GREETING
+    assert twilio.send("back again", ALICE, SERVICE).text == echoed(1, "back again")
 
 
 @pytest.mark.parametrize("word", ["HELP", "info", " Help "])
@@ -75,7 +71,7 @@ def test_help_is_silent_by_default_and_not_counted(twilio, word):
     twilio.send("hello", ALICE, SERVICE)
     reply = twilio.send(word, ALICE, SERVICE)
     assert reply.status == 200 and reply.messages == []
-    assert twilio.send("next", ALICE, SERVICE).text == count_reply(2)
+    assert twilio.send("next", ALICE, SERVICE).text == echoed(2, "next")
 
 
 def test_help_text_is_sent_when_configured(make_app, make_phone):
@@ -85,19 +81,19 @@ def test_help_text_is_sent_when_configured(make_app, make_phone):
         phone.send("HELP", ALICE, SERVICE).text
         == "Example Co: reply STOP to opt out. Msg&data rates may apply."
     )
-    assert phone.send("next", ALICE, SERVICE).text == count_reply(2)
+    assert phone.send("next", ALICE, SERVICE).text == echoed(2, "next")
 
 
 def test_reset_confirms_and_starts_over(twilio):
     for body in ["a", "b", "c"]:
         twilio.send(body, ALICE, SERVICE)
     assert twilio.send("reset", ALICE, SERVICE).text == RESET_REPLY
-    assert twilio.send("hello", ALICE, SERVICE).text == GREETING
+    assert twilio.send("hello", ALICE, SERVICE).text == echoed(1, "hello")
 
 
 def test_keywords_only_match_the_whole_body(twilio):
     twilio.send("hello", ALICE, SERVICE)
-    assert twilio.send("stop texting me", ALICE, SERVICE).text == count_reply(2)
+    assert twilio.send("stop texting me", ALICE, SERVICE).text == echoed(2, "stop texting me")
 
 
 def test_twilios_opt_out_type_wins_over_the_body(twilio):
@@ -106,49 +102,38 @@ def test_twilios_opt_out_type_wins_over_the_body(twilio):
     params["OptOutType"] = "STOP"
     reply = twilio.deliver(params)
     assert reply.messages == []
-    assert twilio.send("hi", ALICE, SERVICE).text == GREETING
+    assert twilio.send("hi", ALICE, SERVICE).text == echoed(1, "hi")
 
 
 def test_a_retried_webhook_gets_the_same_reply_and_is_not_counted_twice(twilio):
     twilio.send("one", ALICE, SERVICE)
     second = twilio.send("two", ALICE, SERVICE)
     again = twilio.retry(second, "two", ALICE, SERVICE)
-    assert again.text == second.text == count_reply(2)
-    assert twilio.send("three", ALICE, SERVICE).text == count_reply(3)
+    assert again.text == second.text == echoed(2, "two")
+    assert twilio.send("three", ALICE, SERVICE).text == echoed(3, "three")
 
 
-def test_media_is_counted_and_acknowledged_but_never_fetched(twilio):
+def test_media_is_counted_and_handed_to_the_conversation_but_never_fetched(twilio):
     twilio.send("hello", ALICE, SERVICE)
     reply = twilio.send("", ALICE, SERVICE, media=["http://127.0.0.1:9/never-fetched.jpg"] * 2)
-    assert reply.text == count_reply(2) + " We got your 2 attachments."
-    assert twilio.send("next", ALICE, SERVICE).text == count_reply(3)
+    assert reply.text == "#2 Friend:  +2 (turns=2)"
+    assert twilio.send("next", ALICE, SERVICE).text == echoed(3, "next")
 
 
 def test_names_come_from_the_caller_directory(make_app, make_phone, tmp_path):
     directory = tmp_path / "callers.csv"
     directory.write_text("number,name\n(500) 555-0101,Ada Lovelace\n+1 500 555 0102,Grace\n")
     phone = make_phone(make_app(CALLERS_FILE=str(directory)))
-    assert (
-        phone.send("hi", ALICE, SERVICE).text
-        == "Hi Ada Lovelace, welcome! Text RESET any time to start over."
-    )
-    assert phone.send("hi", BOB, SERVICE).text.startswith("Hi Grace,")
-    assert phone.send("hi", CAROL, SERVICE).text.startswith("Hi Friend,")
-
-
-def test_operators_can_replace_the_texts(make_app, make_phone):
-    phone = make_phone(
-        make_app(GREETING_TEMPLATE="Welcome to {to}, {name}!", COUNT_REPLY_TEMPLATE="#{count}")
-    )
-    assert phone.send("hi", ALICE, SERVICE).text == f"Welcome to {SERVICE}, Friend!"
-    assert phone.send("hi", ALICE, SERVICE).text == "#2"
+    assert phone.send("hi", ALICE, SERVICE).text == echoed(1, "hi", name="Ada Lovelace")
+    assert phone.send("hi", BOB, SERVICE).text == echoed(1, "hi", name="Grace")
+    assert phone.send("hi", CAROL, SERVICE).text == echoed(1, "hi", name="Friend")
 
 
 def test_two_messages_in_flight_at_once_the_later_reply_wins(twilio):
     twilio.send("hello", ALICE, SERVICE)
     replies = twilio.send_together(["a", "b"], ALICE, SERVICE)
-    assert [r.text for r in replies] == [count_reply(2), count_reply(2)]
-    assert twilio.send("next", ALICE, SERVICE).text == count_reply(3)  # the documented limit
+    assert [r.text for r in replies] == [echoed(2, "a"), echoed(2, "b")]
+    assert twilio.send("next", ALICE, SERVICE).text == echoed(3, "next")  # the documented limit
 
 
 def test_health_and_readiness(app):
@@ -201,7 +186,7 @@ def test_messages_without_a_message_sid_are_each_counted(twilio):
             del params[name]
         params["MessageSid"] = ""  # the simulator keeps a reply's sid; Twilio would send none
         reply = twilio.deliver(params)
-        assert reply.text == (GREETING if n == 1 else count_reply(n))
+        assert reply.text == echoed(n, f"message {n}")
 
 
 def test_a_successful_reload_of_the_caller_directory_changes_the_names(make_app, make_phone, clock, tmp_path):
@@ -210,13 +195,13 @@ def test_a_successful_reload_of_the_caller_directory_changes_the_names(make_app,
     directory.write_text("number,name\n+15005550101,Ada\n")
     app = make_app(CALLERS_FILE=str(directory))
     phone = make_phone(app)
-    assert phone.send("hi", ALICE, SERVICE).text.startswith("Hi Ada,")
+    assert phone.send("hi", ALICE, SERVICE).text == echoed(1, "hi", name="Ada")
     rewrite(directory, "number,name\n+15005550101,Grace\n+15005550102,Bob\n", clock)
     clock.advance(4)  # checked every 5 seconds: not yet
-    assert phone.send("again", ALICE, SERVICE).text.startswith("Hi Ada,")
+    assert phone.send("again", ALICE, SERVICE).text == echoed(2, "again", name="Ada")
     clock.advance(2)
-    assert phone.send("and again", ALICE, SERVICE).text.startswith("Hi Grace,")
-    assert phone.send("hi", BOB, SERVICE).text.startswith("Hi Bob,")
+    assert phone.send("and again", ALICE, SERVICE).text == echoed(3, "and again", name="Grace")
+    assert phone.send("hi", BOB, SERVICE).text == echoed(1, "hi", name="Bob")
     assert app.test_client().get("/readyz").get_json()["callers"] == 2
 
 
