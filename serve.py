@@ -27,6 +27,18 @@ def load_settings():
         raise SystemExit(2) from None
 
 
+def check_the_conversation(settings, messages: int = 300) -> None:
+    """Drive CONVERSATION through simulated messages; exit naming its first defect."""
+    from contract import PHONES, check_conversation
+
+    defect = check_conversation(settings, messages=messages)
+    name = settings.conversation.name
+    if defect:
+        print(f"CONVERSATION={name}: {defect}", file=sys.stderr)
+        raise SystemExit(2)
+    print(f"conversation {name}: {messages} simulated messages from {len(PHONES)} phones, no defect found")
+
+
 def environment_judged() -> str:
     """Say which environment the settings are judged for, and which setting decided it."""
     from dotenv import dotenv_values
@@ -143,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"environment {environment_judged()}")
         for warning in settings.all_warnings:
             print(f"warning: {warning}")
+        check_the_conversation(settings)
         print(
             f"settings OK ({settings.env}); signatures {checked}; serving on http://{settings.host}:{settings.port}"
         )

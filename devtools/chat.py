@@ -13,18 +13,17 @@ import time_machine
 from flask.cli import ScriptInfo
 
 from devtools.simulator import (
+    DEFAULT_FROM,
+    DEFAULT_TO,
     OPTED_OUT_ERROR,
-    FlaskTransport,
     HttpTransport,
     OptOutTexts,
     Simulator,
     cookie_payload,
     parse_duration,
+    twilio_for,
 )
 
-DEFAULT_FROM = "+15005550100"
-DEFAULT_TO = "+15005550199"
-IN_PROCESS_URL = "http://localhost/sms"
 # Script lines that check the last message's outcome: the service's delivered reply, Twilio's own
 # auto-reply, a reply Twilio blocked (the phone had opted out). Empty text: expect none.
 EXPECTATIONS = {
@@ -114,10 +113,7 @@ def build_phone(
         return Phone(twilio, clock, sender, to, target=url)
     app = load_app()
     logging.getLogger("responder").setLevel(logging.WARNING)  # the phone shows the replies instead
-    tokens, public_urls = app.config["TWILIO_AUTH_TOKENS"], app.config["PUBLIC_URLS"]
-    url = f"{public_urls[0]}/sms" if public_urls else IN_PROCESS_URL  # the URL signatures are checked for
-    twilio = Simulator(FlaskTransport(app), url, token=token or (tokens[0] if tokens else ""))
-    return Phone(twilio, clock, sender, to, target="the in-process app")
+    return Phone(twilio_for(app, token or ""), clock, sender, to, target="the in-process app")
 
 
 def dim(text: str) -> str:
@@ -172,43 +168,74 @@ def run_interactive(phone: Phone) -> int:
             click.echo(click.style(f"! {exc}", fg="red"), err=True)
 
 
-def run_script(phone: Phone, path: Path) -> int:
-    """Play a conversation script; print the transcript; return 1 on the first mismatch."""
-    last = None
+class ScriptFailure(Exception):
+    """A chat script that did not go as written: where and why, and the transcript up to there."""
+
+    def __init__(self, message: str, transcript: list[str]):
+        super().__init__(message)
+        self.message, self.transcript = message, transcript
+
+
+def script_lines(path: Path) -> list[tuple[int, str, str]]:
+    """Return a script's (line number, kind, rest) lines, comments and blank lines left out."""
+    lines = []
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        kind, _, rest = line.partition(" ")
-        rest = rest.strip()
+        if line and not line.startswith("#"):
+            kind, _, rest = line.partition(" ")
+            lines.append((number, kind, rest.strip()))
+    return lines
+
+
+def play_script(phone: Phone, path: Path, show=lambda line: None) -> list[str]:
+    """Play a conversation script; return its transcript, or raise ScriptFailure at the first mismatch."""
+    transcript: list[str] = []
+    last = None
+
+    def note(line: str) -> None:
+        transcript.append(line)
+        show(line)
+
+    for number, kind, rest in script_lines(path):
         try:
             if kind == ">":
                 last = phone.text(rest)
-                click.echo(f"> {rest}")
+                note(f"> {rest}")
                 for who, message in phone.transcript(last):
-                    click.echo(f"{SCRIPT_MARKS.get(who, '<')} {message}")
+                    note(f"{SCRIPT_MARKS.get(who, '<')} {message}")
             elif kind in EXPECTATIONS:
                 what, field_name = EXPECTATIONS[kind]
                 actual = "\n".join(getattr(last, field_name)) if last else ""
                 is_match = (rest in actual) if rest else actual == ""
                 if not is_match:
-                    click.echo(f"{path}:{number}: expected {what} containing {rest!r}", err=True)
-                    click.echo(f"{path}:{number}: actual {what} was {actual!r}", err=True)
-                    return 1
+                    raise ScriptFailure(
+                        f"{path}:{number}: expected {what} containing {rest!r}\n"
+                        f"{path}:{number}: actual {what} was {actual!r}",
+                        transcript,
+                    )
             elif kind == "~":
                 phone.wait(rest)
-                click.echo(f"~ {rest}")
+                note(f"~ {rest}")
             elif kind == "@":
                 phone.sender = rest
-                click.echo(f"@ {rest}")
+                note(f"@ {rest}")
             elif kind == "+":
                 phone.media.append(rest)
-                click.echo(f"+ {rest}")
+                note(f"+ {rest}")
             else:
                 raise ValueError(f"unknown line kind {kind!r}; use >, <, =, !, ~, @, + or #")
         except (ChatError, ValueError) as exc:
-            click.echo(f"{path}:{number}: {exc}", err=True)
-            return 1
+            raise ScriptFailure(f"{path}:{number}: {exc}", transcript) from None
+    return transcript
+
+
+def run_script(phone: Phone, path: Path) -> int:
+    """Play a conversation script, printing its transcript; return 1 on the first mismatch."""
+    try:
+        play_script(phone, path, show=click.echo)
+    except ScriptFailure as failure:
+        click.echo(failure.message, err=True)
+        return 1
     return 0
 
 

@@ -20,6 +20,8 @@ from urllib.parse import urlencode, urlsplit
 from twilio.request_validator import RequestValidator
 
 API_VERSION = "2010-04-01"
+DEFAULT_FROM = "+15005550100"  # the texter, when a test or the terminal phone names none
+DEFAULT_TO = "+15005550199"  # the service's number
 # Twilio keeps a pair's cookies for at most 4 hours, whatever Max-Age says:
 # https://www.twilio.com/docs/messaging/guides/track-sms-conversations
 TWILIO_COOKIE_CAP_SECONDS = 4 * 60 * 60
@@ -123,6 +125,11 @@ class Reply:
     sid: str
     twilio_replies: list[str] = field(default_factory=list)  # Twilio's own auto-replies, delivered
     is_blocked: bool = False  # the pair is opted out: the service's messages fail with error 21610
+    cookie_size: int = 0  # the pair's Cookie header after this reply, as Twilio will send it next
+
+    @property
+    def twiml(self) -> str:
+        return self.body.decode("utf-8", "replace")
 
     @property
     def root(self) -> ET.Element | None:
@@ -292,7 +299,14 @@ class Simulator:
         flat = {k.lower(): v for k, v in response_headers}
         return Reply(status, data, flat, set_cookies, params["MessageSid"])
 
-    def send(self, body: str, sender: str, to: str, media: Iterable[str] = (), sid: str = "") -> Reply:
+    def send(
+        self,
+        body: str,
+        sender: str = DEFAULT_FROM,
+        to: str = DEFAULT_TO,
+        media: Iterable[str] = (),
+        sid: str = "",
+    ) -> Reply:
         """Text `body` from `sender` to `to`: Twilio's opt-out handling, then the webhook, then delivery."""
         pair, keyword = (sender, to), opt_out_type(body)
         texts = self.advanced_opt_out or OptOutTexts()
@@ -310,18 +324,30 @@ class Simulator:
             own = [texts.help]
         reply = self.deliver(params)
         reply.twilio_replies, reply.is_blocked = own, pair in self.opted_out
+        reply.cookie_size = self.cookie_size(sender, to)
         return reply
 
-    def is_opted_out(self, sender: str, to: str) -> bool:
+    def is_opted_out(self, sender: str = DEFAULT_FROM, to: str = DEFAULT_TO) -> bool:
         return (sender, to) in self.opted_out
 
-    def retry(self, reply: Reply, body: str, sender: str, to: str) -> Reply:
+    def state(self, sender: str = DEFAULT_FROM, to: str = DEFAULT_TO) -> dict | None:
+        """Return the conversation's state the pair's cookie holds (None: no conversation), read as Twilio could."""
+        header = self.cookie_header(sender, to)
+        for pair in header.split("; ") if header else []:
+            name, _, value = pair.partition("=")
+            if name == "conversation":
+                return cookie_payload(value).get("s")
+        return None
+
+    def retry(self, reply: Reply, body: str, sender: str = DEFAULT_FROM, to: str = DEFAULT_TO) -> Reply:
         """Deliver the message behind `reply` again with the same MessageSid, as Twilio's retry does."""
         again = self.deliver(self.params(body, sender, to, sid=reply.sid))
         again.is_blocked = (sender, to) in self.opted_out
         return again
 
-    def send_together(self, bodies: list[str], sender: str, to: str) -> list[Reply]:
+    def send_together(
+        self, bodies: list[str], sender: str = DEFAULT_FROM, to: str = DEFAULT_TO
+    ) -> list[Reply]:
         """Deliver several messages at once, all carrying the same cookie; the last answer's cookie wins."""
         cookie = self.cookie_header(sender, to)
         batch = [self.params(b, sender, to) for b in bodies]
@@ -337,5 +363,12 @@ class Simulator:
             t.join()
         return replies  # type: ignore[return-value]
 
-    def cookie_size(self, sender: str, to: str) -> int:
+    def cookie_size(self, sender: str = DEFAULT_FROM, to: str = DEFAULT_TO) -> int:
         return len(self.cookie_header(sender, to))
+
+
+def twilio_for(app, token: str = "") -> Simulator:
+    """Play Twilio toward an app in-process, signing (with its first token) for the URL it checks."""
+    tokens, public_urls = app.config["TWILIO_AUTH_TOKENS"], app.config["PUBLIC_URLS"]
+    url = f"{public_urls[0]}/sms" if public_urls else "http://localhost/sms"
+    return Simulator(FlaskTransport(app), url, token=token or (tokens[0] if tokens else ""))

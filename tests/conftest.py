@@ -1,15 +1,14 @@
-"""Fixtures that play Twilio toward an app built with the test's own settings, on a clock tests can move."""
+"""The service's own fixtures, on top of the project's pytest plugin (devtools/pytest_plugin.py: `twilio`,
+`clock`): `app` runs the probe conversation with the tests' settings; servers start on free ports."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import time_machine
 from helpers import PROBE, REPO, TOKEN, WEBHOOK_URL, probe_env, production_settings
 from hypothesis import settings as hypothesis_settings
 
@@ -28,25 +27,6 @@ def clean_environment(monkeypatch, tmp_path):
     for name in VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-
-
-class Clock:
-    """The frozen wall clock of a test (time-machine): call it for the time, `advance` to move it."""
-
-    def __init__(self, traveller):
-        self.traveller = traveller
-
-    def __call__(self) -> float:
-        return time.time()
-
-    def advance(self, seconds: float) -> None:
-        self.traveller.shift(seconds)
-
-
-@pytest.fixture
-def clock():
-    with time_machine.travel(1_800_000_000.0, tick=False) as traveller:
-        yield Clock(traveller)
 
 
 @pytest.fixture
@@ -73,11 +53,6 @@ def make_phone(clock):
         return Simulator(FlaskTransport(app), url, token=token, method=method)
 
     return make
-
-
-@pytest.fixture
-def twilio(app, make_phone):
-    return make_phone(app)
 
 
 @pytest.fixture
