@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 from flask import Flask
 
 from conversation import MAX_BODY_CHARS, Message
-from turn import ConversationBug, Inbound, Progress, run_step, take_turn
+from turn import ConversationBug, Inbound, Progress, keyword_of, run_step, take_turn
 
 PHONES = ("+15005550101", "+15005550102", "+15005550103", "+447700900123", "+15005550105")
+MARATHON_PHONE = "+15005550106"
 SERVICE = "+15005550199"
 BODIES = (
     "hi", "hello", "yes please", "no", "1", "2", "3", "9", "0", "BACK", "MENU", "menu", "Ada", "Grace Hopper",
@@ -52,28 +53,41 @@ def through_the_cookie(state: dict) -> dict:
     return json.loads(json.dumps(state))
 
 
+MARATHON = (
+    200  # ordinary messages in one conversation: a state that grows by a few bytes each crosses the budget
+)
+
+
 def check_conversation(settings, seed: int = 0, messages: int = 300) -> Defect | None:
-    """Drive the settings' conversation through `messages` simulated messages; return its first defect."""
+    """Drive the settings' conversation through `messages` mixed messages, then one long conversation."""
     app = Flask(__name__)
     app.config.update(settings.flask_config())  # the built-in reads its templates from here
     with app.app_context():
         return drive(settings, random.Random(seed), messages)
 
 
+def plan(rng: random.Random, messages: int) -> list[tuple[str, str, int | None]]:
+    """Return (phone, body, idle gap) to send: mixed phones and bodies, then a marathon on a new phone."""
+    ordinary = [b for b in BODIES if not keyword_of(b)]
+    mixed = [(rng.choice(PHONES), rng.choice(BODIES), rng.choice(GAPS)) for _ in range(messages)]
+    marathon = [(MARATHON_PHONE, rng.choice(ordinary), rng.choice(GAPS[:5])) for _ in range(MARATHON)]
+    return mixed + marathon
+
+
 def drive(settings, rng: random.Random, messages: int) -> Defect | None:
-    """Text the conversation from several phones; return the first defect (None: none found)."""
+    """Text the conversation as planned; return the first defect (None: none found)."""
     conversation = settings.conversation
-    progress = dict.fromkeys(PHONES, Progress())
-    last_sent: dict[str, Inbound | None] = dict.fromkeys(PHONES)
-    for number in range(1, messages + 1):
-        phone = rng.choice(PHONES)
-        gap = rng.choice(GAPS) if progress[phone].count else None
-        if gap is not None and gap > settings.idle_seconds:
+    progress = dict.fromkeys((*PHONES, MARATHON_PHONE), Progress())
+    last_sent: dict[str, Inbound] = {}
+    for number, (phone, body, gap) in enumerate(plan(rng, messages), 1):
+        if not progress[phone].count:
+            gap = None
+        elif gap > settings.idle_seconds:
             progress[phone], gap = Progress(), None  # the cookie expired: a new conversation
-        inbound = last_sent[phone] if last_sent[phone] and rng.random() < 0.1 else None  # Twilio retrying
+        inbound = last_sent.get(phone) if rng.random() < 0.1 else None  # Twilio retrying the last one
         if inbound is None:
             inbound = Inbound(
-                body=rng.choice(BODIES),
+                body=body,
                 sid_fingerprint=f"{number:012x}",
                 num_media=rng.choice((0, 0, 0, 1, 3)),
                 name="Friend",

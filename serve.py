@@ -29,14 +29,17 @@ def load_settings():
 
 def check_the_conversation(settings, messages: int = 300) -> None:
     """Drive CONVERSATION through simulated messages; exit naming its first defect."""
-    from contract import PHONES, check_conversation
+    from contract import MARATHON, PHONES, check_conversation
 
     defect = check_conversation(settings, messages=messages)
     name = settings.conversation.name
     if defect:
         print(f"CONVERSATION={name}: {defect}", file=sys.stderr)
         raise SystemExit(2)
-    print(f"conversation {name}: {messages} simulated messages from {len(PHONES)} phones, no defect found")
+    print(
+        f"conversation {name}: {messages} simulated messages from {len(PHONES)} phones and one conversation "
+        f"of {MARATHON}: no defect found"
+    )
 
 
 def environment_judged() -> str:

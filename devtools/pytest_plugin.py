@@ -135,12 +135,33 @@ def app(request, conversation_target, tmp_path):
 @pytest.fixture
 def twilio(request):
     """The simulated Twilio: toward the in-process service, or over HTTP to --twilio-url."""
-    from devtools.simulator import HttpTransport, Simulator, twilio_for
+    from devtools.simulator import twilio_for
 
     url = request.config.getoption("twilio_url")
     if url:
-        return Simulator(HttpTransport(), url, token=request.config.getoption("twilio_token"))
+        return remote_twilio(request.config)
     return twilio_for(request.getfixturevalue("app"))
+
+
+def remote_twilio(config):
+    """Return a simulated Twilio toward --twilio-url that fails a test on a refused signature, with the refusal."""
+    from devtools.simulator import HttpTransport, Simulator
+
+    class RemoteTwilio(Simulator):
+        def deliver(self, params, cookie=None):
+            reply = super().deliver(params, cookie)
+            if reply.status == 403:
+                refusal = reply.body.decode("utf-8", "replace").strip()
+                pytest.fail(
+                    f"{self.url} answered {refusal!r}: give --twilio-token the server's TWILIO_AUTH_TOKEN and "
+                    "--twilio-url the URL it checks signatures for (its PUBLIC_URL + /sms)",
+                    pytrace=False,
+                )
+            return reply
+
+    return RemoteTwilio(
+        HttpTransport(), config.getoption("twilio_url"), token=config.getoption("twilio_token")
+    )
 
 
 @pytest.fixture
@@ -174,14 +195,12 @@ class ChatItem(pytest.Item):
 
     def runtest(self) -> None:
         from devtools.chat import Phone, play_script, script_lines
-        from devtools.simulator import HttpTransport, Simulator
 
         url = self.config.getoption("twilio_url")
         if url:
             if any(kind == "~" for _, kind, _ in script_lines(self.path)):
                 pytest.skip(f"waits (~ lines) {NEEDS_IN_PROCESS}")
-            twilio = Simulator(HttpTransport(), url, token=self.config.getoption("twilio_token"))
-            play_script(Phone(twilio, clock=None, target=url), self.path)
+            play_script(Phone(remote_twilio(self.config), clock=None, target=url), self.path)
             return
         target = self.script_conversation() or chosen_conversation(self.config)
         if target:

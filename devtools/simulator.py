@@ -237,7 +237,7 @@ class Simulator:
             params[f"MediaContentType{i}"] = "image/jpeg"
         return params
 
-    def cookie_header(self, sender: str, to: str) -> str:
+    def cookie_header(self, sender: str = DEFAULT_FROM, to: str = DEFAULT_TO) -> str:
         """Return the Cookie header Twilio would send for this pair now ('' for none)."""
         now = time.time()
         with self.lock:
