@@ -33,6 +33,8 @@ def project(tmp_path):
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, copy / name)
     (copy / ".venv").symlink_to(REPO / ".venv")
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):  # make installs nothing here:
+        os.utime(copy / name, (0, 0))  # a reinstall from the copy would point the shared .venv at it
     (copy / "conversations" / "hello.py").write_text(
         python_block("docs/conversations.md", "# conversations/hello.py")
     )
@@ -111,3 +113,11 @@ def test_the_testing_page_runs_its_test_and_script_as_written(project):
     )[0]
     assert failed.returncode == 1
     assert all(line.strip() in failed.stdout for line in shown.splitlines()), failed.stdout
+
+
+def test_the_readmes_own_conversation_commands_run_as_written(project):
+    chat, check = shell_blocks("README.md", "## Your own conversation")[0].strip().splitlines()
+    chatted = run(project, chat.split("#")[0], stdin="hi\nAda\n/quit\n")
+    assert "Thanks, Ada! What is your ZIP code?" in chatted.stdout, chatted.stdout + chatted.stderr
+    checked = run(project, check.split("#")[0])
+    assert checked.returncode == 0 and "no defect found" in checked.stdout, checked.stderr
