@@ -7,6 +7,7 @@ from helpers import (
     ALICE,
     GREETING,
     HARDENED,
+    count_reply,
     REPO,
     SERVICE,
     gunicorn_setting,
@@ -23,7 +24,9 @@ pytestmark = [pytest.mark.server, pytest.mark.container]
 def test_the_image_ships_the_service_modules_and_nothing_else(podman, image):
     listing = podman.run("run", "--rm", image, "ls", "-A", "/app").stdout.split()
     modules = {path.name for path in REPO.glob("*.py")}
-    assert set(listing) == modules | {"requirements.txt"}
+    assert set(listing) == modules | {"requirements.txt", "conversations"}
+    shipped = podman.run("run", "--rm", image, "ls", "-A", "/app/conversations").stdout.split()
+    assert set(shipped) == {path.name for path in (REPO / "conversations").glob("*.py")}  # not their tests
     for absent in ("tests", "bench", "devtools", ".git", ".venv", ".env", "instance", "Dockerfile"):
         assert absent not in listing
 
@@ -33,8 +36,8 @@ def test_a_hardened_container_answers_probes_and_keeps_a_conversation(start_cont
     assert http_status(container.port, "/healthz") == 200
     assert http_status(container.port, "/readyz") == 200
     phone = phone_at(container.port)
-    assert phone.send("hello", ALICE, SERVICE).text.startswith("Hi Friend, welcome!")
-    assert phone.send("again", ALICE, SERVICE).text.endswith("message #2 in our conversation.")
+    assert phone.send("hello", ALICE, SERVICE).text == GREETING
+    assert phone.send("again", ALICE, SERVICE).text == count_reply(2)
     forged = Simulator(HttpTransport(), phone.url, token="f" * 32)
     assert forged.send("hello", ALICE, SERVICE).status == 403
 
@@ -80,3 +83,11 @@ def test_on_cloud_run_terms_it_listens_on_0000_at_port_and_stops_within_10_secon
     assert phone_at(container.port).send("hello", ALICE, SERVICE).text == GREETING
     seconds, exit_code = container.stop(timeout=10)
     assert exit_code == 0 and seconds < 10
+
+
+def test_the_image_runs_a_conversation_from_its_conversations_folder(start_container):
+    container = start_container(*HARDENED, CONVERSATION="conversations.survey:step")
+    phone = phone_at(container.port)
+    assert phone.send("hi", ALICE, SERVICE).text.endswith("What is your name?")
+    assert phone.send("Ada", ALICE, SERVICE).text == "Thanks, Ada! What is your ZIP code?"
+    assert phone.send("94103", ALICE, SERVICE).text.startswith("All done, Ada: ZIP 94103.")
