@@ -21,8 +21,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from helpers import TOKEN, gunicorn_setting, require, shell_blocks
+from helpers import TOKEN, gunicorn_setting, manifest_memory_limit, require, shell_blocks
 
+import serve
 from config import VARIABLES, ConfigError, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -324,6 +325,19 @@ def test_the_container_port_is_the_dockerfiles_and_the_configmaps_port():
     assert config_map["PORT"] == dockerfile["PORT"] and config_map["HOST"] == dockerfile["HOST"] == "0.0.0.0"
     annotations = manifest("deployment.yaml")["spec"]["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/port"] == dockerfile["PORT"]
+
+
+def test_the_pods_memory_limit_holds_every_connection_gunicorn_allows_its_workers():
+    """Size worker_connections from the container's memory limit as gunicorn.conf.py does, as the files say."""
+    limit, workers = manifest_memory_limit(), int(manifest("configmap.yaml")["data"]["WEB_CONCURRENCY"])
+    per_worker = serve.connections_per_worker(limit, workers)
+    processes = (workers + 1) * serve.PROCESS_MIB * 2**20  # the master and the workers
+    assert processes + workers * per_worker * serve.CONNECTION_KIB * 1024 <= limit
+    assert 1_000 <= per_worker < serve.MOST_CONNECTIONS
+    assert f"{per_worker:,} per worker here" in (BASE / "deployment.yaml").read_text()
+    assert dockerfile_env()["WEB_CONCURRENCY"] == str(workers)
+    assert f"`--memory 256m`: {per_worker:,} per worker" in (REPO / "Dockerfile").read_text()
+    assert limit == 256 * 2**20  # the figure the Dockerfile's comment and docs/deploy.md use
 
 
 def test_the_pod_runs_as_the_dockerfiles_user_and_group():

@@ -14,6 +14,8 @@ from contextlib import ExitStack, suppress
 import pytest
 from helpers import ALICE, GREETING, SERVICE, IdleConnection, manifest_memory_limit, phone_at, rss_kib
 
+import serve
+
 pytestmark = pytest.mark.server
 
 WAVES = 5
@@ -72,6 +74,7 @@ def test_every_worker_connection_fits_the_pods_memory_limit_at_its_measured_cost
     started = re.search(r"(\d+) workers of ([\d,]+) connections", server.log_path.read_text())
     assert started, server.log_tail()
     workers, per_worker = int(started[1]), int(started[2].replace(",", ""))
+    assert per_worker == serve.connections_per_worker(group.limit, workers)  # read from the cgroup
     phone = phone_at(server.port)
     for _ in range(20):  # warm up: the first webhooks import and cache what every later one needs
         assert phone.send("hello", ALICE, SERVICE).status == 200
