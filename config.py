@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import click
 import phonenumbers
 from dotenv import dotenv_values
 
@@ -43,12 +44,19 @@ HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 TWILIO_COOKIE_CAP_SECONDS = 4 * 3600
 
 
-class ConfigError(ValueError):
+class ConfigError(click.ClickException, ValueError):
     """Settings that cannot start the service; one line per problem."""
+
+    exit_code = 2  # under the flask command (flask --app responder ..., make chat): the lines, no traceback
 
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+    def show(self, file=None) -> None:
+        """Print the problems as `make run` does, one line each."""
+        lines = [f"  - {problem}" for problem in self.problems]
+        click.echo("\n".join(["The responder cannot start; fix these settings:", *lines]), err=True)
 
 
 @dataclass(frozen=True)
