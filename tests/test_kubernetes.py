@@ -16,6 +16,7 @@ import shlex
 import subprocess
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
@@ -523,11 +524,23 @@ def test_the_pages_secret_command_makes_the_secret_the_pods_read(tmp_path):
     load_settings({**manifest("configmap.yaml")["data"], **values}, tmp_path / "dev-secret-key")
 
 
+def route_hosts(doc: dict) -> list[str]:
+    """The host names an Ingress (rules and TLS) or an HTTPRoute answers for."""
+    if doc["kind"] == "HTTPRoute":
+        return doc["spec"]["hostnames"]
+    return [rule["host"] for rule in doc["spec"]["rules"]] + [
+        h for tls in doc["spec"]["tls"] for h in tls["hosts"]
+    ]
+
+
 @pytest.mark.server
-def test_the_pages_overlay_renders_with_its_image_its_url_and_an_ingress(tmp_path):
-    """Render the page's my-overlay beside a checkout named sms-responder, as the page lays them out."""
+@pytest.mark.parametrize("route", ["Ingress", "HTTPRoute"])
+def test_the_pages_overlay_renders_with_its_image_its_url_and_the_routes_host(tmp_path, route):
+    """Render the page's my-overlay beside a checkout named sms-responder, as written and without the component."""
     page = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
     overlay = re.search(r"```yaml\n# my-overlay/kustomization.yaml\n(.*?)```", page, re.S).group(1)
+    if route == "HTTPRoute":
+        overlay = "\n".join(line for line in overlay.splitlines() if not line.startswith("components:"))
     (tmp_path / "sms-responder").symlink_to(REPO)
     (tmp_path / "my-overlay").mkdir()
     (tmp_path / "my-overlay" / "kustomization.yaml").write_text(overlay, encoding="utf-8")
@@ -539,6 +552,8 @@ def test_the_pages_overlay_renders_with_its_image_its_url_and_an_ingress(tmp_pat
     )
     assert configmap["data"]["PUBLIC_URL"] == "https://sms.example.org"
     assert configmap["data"]["TRUSTED_PROXIES"] == "1"
-    assert ("Ingress", "sms-responder") in kinds(docs) and "HTTPRoute" not in {doc["kind"] for doc in docs}
+    (routed,) = [doc for doc in docs if doc["kind"] in ("Ingress", "HTTPRoute")]
+    assert (routed["kind"], routed["metadata"]["name"]) == (route, "sms-responder")
+    assert set(route_hosts(routed)) == {urlsplit(configmap["data"]["PUBLIC_URL"]).hostname}
     for doc in docs:
         validate_object(doc, KUBERNETES_VERSIONS[-1])
