@@ -42,6 +42,10 @@ INSTANCE_PATH = Path(__file__).resolve().parent / "instance"  # the development 
 AUTH_TOKEN = re.compile(r"[0-9a-fA-F]{32}")  # what the Twilio Console shows
 HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 TWILIO_COOKIE_CAP_SECONDS = 4 * 3600
+# Hosts copied from a template, never a webhook's: your-host, yourdomain.com, your-app..., host, domain.
+PLACEHOLDER_HOST = re.compile(
+    r"your[-_]?(host|domain|app|server|site|service|url|name)[^.]*(\..*)?|host(name)?|domain"
+)
 
 
 class ConfigError(click.ClickException, ValueError):
@@ -175,6 +179,8 @@ def public_url_problem(url: str) -> str:
         return f"PUBLIC_URL={url!r}: the port must be a number from 1 to 65535 (or none)"
     if not is_host_name(parts.hostname or ""):
         return f"PUBLIC_URL={url!r}: {parts.hostname!r} is not a host name or IP address; {example}"
+    if PLACEHOLDER_HOST.fullmatch(parts.hostname.removesuffix(".")):  # urlsplit lowercases it
+        return f"PUBLIC_URL={url!r} still holds a placeholder host; put your own host there: {example}"
     if parts.path.endswith("/sms"):
         return (
             f"PUBLIC_URL={url!r} ends with /sms; drop /sms: the service adds it "
