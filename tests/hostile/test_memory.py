@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import time
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack, contextmanager, suppress
 
 import pytest
 from helpers import ALICE, GREETING, SERVICE, IdleConnection, manifest_memory_limit, phone_at, rss_kib
@@ -32,14 +32,16 @@ def workers_rss_mib(server) -> float:
     return sum(rss_kib(pid) for pid in server.pids()[1:]) / 1024
 
 
-def stall_and_wait_for_the_cut(port: int) -> None:
-    """Send SLOW_CLIENTS bodies that stall part way; return once the server has closed every one."""
+@contextmanager
+def stalled_bodies(port: int):
+    """Hold SLOW_CLIENTS bodies stalled part way; on leaving, wait until the server has cut every one."""
     with ExitStack() as stack:
         slow = []
         for _ in range(SLOW_CLIENTS):
             sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=15))
             sock.sendall(SLOW_BODY_HEAD + b"x" * SENT_OF_BODY)
             slow.append(sock)
+        yield
         for sock in slow:
             with suppress(ConnectionResetError):
                 assert sock.recv(1) == b"", "a stalled body was answered instead of cut"
@@ -50,8 +52,9 @@ def test_waves_of_cut_slow_bodies_leave_no_memory_behind(memory_cgroup, producti
     server = production_server(group.prefix, WEB_CONCURRENCY="1")  # every wave meets the same worker
     phone = phone_at(server.port)
     after_wave = []
-    for _ in range(WAVES):
-        stall_and_wait_for_the_cut(server.port)
+    for wave in range(WAVES):
+        with stalled_bodies(server.port):
+            assert phone.send("hello", f"+1500555{wave:04d}", SERVICE).text == GREETING  # meanwhile
         after_wave.append(workers_rss_mib(server))
     print(
         f"\nthe worker's RSS after each wave of {SLOW_CLIENTS} cut bodies:",
