@@ -74,9 +74,13 @@ def memory_limit(
     cgroup_root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
 ) -> int | None:
     """Return the memory limit of this process's cgroup (v2 or v1) and its parents in bytes, or None."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:  # not Linux: no cgroups
+        return None
     limits = []
-    for line in membership.read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
+    for line in lines:
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "-", "")
         if controllers == "":  # cgroup v2
             folder, name = cgroup_root / path.lstrip("/"), "memory.max"
         elif "memory" in controllers.split(","):
