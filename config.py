@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import click
 import phonenumbers
 from dotenv import dotenv_values
+from flask.cli import NoAppException
 
 import callers
 from conversation import DEFAULT_COUNT_REPLY, DEFAULT_GREETING, MAX_BODY_CHARS, template_errors
@@ -48,19 +49,24 @@ PLACEHOLDER_HOST = re.compile(
 )
 
 
-class ConfigError(click.ClickException, ValueError):
+class ConfigError(NoAppException, ValueError):
     """Settings that cannot start the service; one line per problem."""
 
-    exit_code = 2  # under the flask command (flask --app responder ..., make chat): the lines, no traceback
+    # The flask command (flask --app responder ..., make chat) shows an app that cannot load as these
+    # lines and exit status 2, never a traceback; `flask --help` as one "Error:" line.
+    exit_code = 2
 
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
 
+    def format_message(self) -> str:
+        lines = [f"  - {problem}" for problem in self.problems]
+        return "\n".join(["The responder cannot start; fix these settings:", *lines])
+
     def show(self, file=None) -> None:
         """Print the problems as `make run` does, one line each."""
-        lines = [f"  - {problem}" for problem in self.problems]
-        click.echo("\n".join(["The responder cannot start; fix these settings:", *lines]), err=True)
+        click.echo(self.format_message(), err=True)
 
 
 @dataclass(frozen=True)

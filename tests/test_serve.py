@@ -111,3 +111,17 @@ def test_every_entry_point_names_a_bad_setting_in_one_line_and_exits_2(command):
     if command[0] == "make":  # make exits 2 for any failed recipe; it names the command's own status
         assert result.stderr.rstrip().endswith("Error 2")
     assert result.returncode == 2
+
+
+def test_flask_help_names_a_bad_setting_in_its_error_line_instead_of_a_traceback():
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "RESPONDER_ENV": "development",
+        "GREETING_TEMPLATE": "Hi {body}",
+    }
+    result = subprocess.run(
+        [FLASK, "--app", "responder", "--help"], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert "Traceback" not in result.stderr
+    assert "Error: The responder cannot start; fix these settings:\n  - GREETING_TEMPLATE:" in result.stderr
+    assert "routes" in result.stdout and result.returncode == 0  # the help itself, without the app's commands
