@@ -53,7 +53,7 @@ class ConfigError(NoAppException, ValueError):
     """Settings that cannot start the service; one line per problem."""
 
     # The flask command (flask --app responder ..., make chat) shows an app that cannot load as these
-    # lines and exit status 2, never a traceback; `flask --help` as one "Error:" line.
+    # lines and exit status 2, never a traceback; `flask --help` shows them as its "Error:".
     exit_code = 2
 
     def __init__(self, problems: list[str]):
