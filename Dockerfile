@@ -14,6 +14,8 @@ RUN groupadd --system --gid 10001 responder && useradd --system --uid 10001 --gi
 COPY . .
 USER 10001
 
+# worker_connections follow the container's memory limit (`--memory 256m`: 1,228 per worker with these 2
+# workers; no limit: 10,000 each), see docs/deploy.md, "Memory".
 ENV RESPONDER_ENV=production HOST=0.0.0.0 PORT=8000 WEB_CONCURRENCY=2 PROMETHEUS_MULTIPROC_DIR=/tmp/sms-responder-metrics
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ['PORT'], timeout=2)"]

@@ -12,8 +12,10 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import click
 import phonenumbers
 from dotenv import dotenv_values
+from flask.cli import NoAppException
 
 import callers
 import conversation
@@ -44,14 +46,30 @@ INSTANCE_PATH = Path(__file__).resolve().parent / "instance"  # the development 
 AUTH_TOKEN = re.compile(r"[0-9a-fA-F]{32}")  # what the Twilio Console shows
 HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
 TWILIO_COOKIE_CAP_SECONDS = 4 * 3600
+# Hosts copied from a template, never a webhook's: your-host, yourdomain.com, your-app..., host, domain.
+PLACEHOLDER_HOST = re.compile(
+    r"your[-_]?(host|domain|app|server|site|service|url|name)[^.]*(\..*)?|host(name)?|domain"
+)
 
 
-class ConfigError(ValueError):
+class ConfigError(NoAppException, ValueError):
     """Settings that cannot start the service; one line per problem."""
+
+    # The flask command (flask --app responder ..., make chat) shows an app that cannot load as these
+    # lines and exit status 2, never a traceback; `flask --help` shows them as its "Error:".
+    exit_code = 2
 
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+    def format_message(self) -> str:
+        lines = [f"  - {problem}" for problem in self.problems]
+        return "\n".join(["The responder cannot start; fix these settings:", *lines])
+
+    def show(self, file=None) -> None:
+        """Print the problems as `make run` does, one line each."""
+        click.echo(self.format_message(), err=True)
 
 
 @dataclass(frozen=True)
@@ -172,6 +190,8 @@ def public_url_problem(url: str) -> str:
         return f"PUBLIC_URL={url!r}: the port must be a number from 1 to 65535 (or none)"
     if not is_host_name(parts.hostname or ""):
         return f"PUBLIC_URL={url!r}: {parts.hostname!r} is not a host name or IP address; {example}"
+    if PLACEHOLDER_HOST.fullmatch(parts.hostname.removesuffix(".")):  # urlsplit lowercases it
+        return f"PUBLIC_URL={url!r} still holds a placeholder host; put your own host there: {example}"
     if parts.path.endswith("/sms"):
         return (
             f"PUBLIC_URL={url!r} ends with /sms; drop /sms: the service adds it "

@@ -17,7 +17,9 @@ wsgi_app = serve.SERVICE
 bind = [serve.bind_address()]
 workers = serve.worker_count()
 worker_class = "gevent_worker.Worker"  # gevent's, minus the wait for idle keep-alive connections at stop
-worker_connections = 10_000  # per worker: open connections, idle or slow ones included
+# Per worker: open connections, idle or slow ones included, as many as fit the container's memory limit
+# (1,228 in 256 MiB with 2 workers; 10,000 without a limit). See docs/deploy.md, "Memory".
+worker_connections = serve.connections_per_worker(serve.memory_limit(), workers)
 backlog = 4096  # the kernel's somaxconn caps it anyway
 keepalive = 30  # seconds an idle keep-alive connection stays open (nginx's upstream keepalive: 20 s)
 graceful_timeout = (

@@ -45,7 +45,19 @@ def looks_guessable(key: str) -> bool:
     hidden = folded
     for word in GUESSABLE_WORDS:
         hidden = hidden.replace(word, "")
-    return len(hidden) < MIN_SECRET_CHARS // 2  # mostly sample words: "supersecretkey..."
+    # Mostly sample words and runs: "supersecretkey...", "mysecretkeyforflaskapp1234567890abcdefgh".
+    return len(without_runs(hidden)) < MIN_SECRET_CHARS // 2
+
+
+def without_runs(text: str) -> str:
+    """Drop every run of three or more characters that climb or fall one by one ("abcd", "4321")."""
+    kept, start = [], 0
+    for end in range(1, len(text) + 1):
+        if end == len(text) or abs(ord(text[end]) - ord(text[end - 1])) != 1:
+            if end - start < 3:
+                kept.append(text[start:end])
+            start = end
+    return "".join(kept)
 
 
 def secret_problem(name: str, key: str) -> str:

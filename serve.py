@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -77,6 +78,48 @@ def worker_count() -> int:
     return os.cpu_count() or 1
 
 
+# Memory sizes measured by tests/hostile/test_memory.py against `make serve` (figures: docs/deploy.md).
+CONNECTION_KIB = 20  # an idle keep-alive connection: 14 to 16 KiB of RSS, 16 to 18 charged with its socket
+PROCESS_MIB = 48  # the master or a worker: 32 to 40 MiB at start, plus a few requests in flight
+MOST_CONNECTIONS = 10_000  # per worker, when no memory limit applies
+FEWEST_CONNECTIONS = 100
+
+
+def memory_limit(
+    cgroup_root: Path = Path("/sys/fs/cgroup"), membership: Path = Path("/proc/self/cgroup")
+) -> int | None:
+    """Return the memory limit of this process's cgroup (v2 or v1) and its parents in bytes, or None."""
+    try:
+        lines = membership.read_text().splitlines()
+    except OSError:  # not Linux: no cgroups
+        return None
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "-", "")
+        if controllers == "":  # cgroup v2
+            folder, name = cgroup_root / path.lstrip("/"), "memory.max"
+        elif "memory" in controllers.split(","):
+            folder, name = cgroup_root / "memory" / path.lstrip("/"), "memory.limit_in_bytes"
+        else:
+            continue
+        for level in (folder, *folder.parents):
+            if level == cgroup_root.parent:
+                break
+            with contextlib.suppress(OSError, ValueError):
+                limits.append(int((level / name).read_text()))  # v2's "max" is no limit
+    limits = [limit for limit in limits if limit < 2**60]  # v1 writes no limit as about 2**63
+    return min(limits, default=None)
+
+
+def connections_per_worker(limit: int | None, workers: int) -> int:
+    """Return gunicorn's worker_connections: idle connections that fit 3/4 of the memory limit."""
+    if limit is None:
+        return MOST_CONNECTIONS
+    # The last quarter is headroom: bodies being read, the heap's growth, the memory-backed /tmp.
+    spare_kib = (limit * 3 // 4) // 1024 - (workers + 1) * PROCESS_MIB * 1024
+    return max(FEWEST_CONNECTIONS, min(MOST_CONNECTIONS, spare_kib // workers // CONNECTION_KIB))
+
+
 def metrics_dir() -> str:
     """Return the workers' metrics folder (PROMETHEUS_MULTIPROC_DIR, else a new one), this instance's alone."""
     import metrics_folder
@@ -96,7 +139,8 @@ def check_before_binding(server) -> None:
             )
             raise SystemExit(2)
         print(
-            f"responder: production server on http://{bind_address()}, {server.cfg.workers} workers; "
+            f"responder: production server on http://{bind_address()}, {server.cfg.workers} workers of "
+            f"{server.cfg.worker_connections:,} connections; "
             f"Twilio posts to {webhook_url(settings)}",
             file=sys.stderr,
         )

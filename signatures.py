@@ -78,7 +78,9 @@ class SignatureGuard:
             public_url,
             request.scheme,
             "" if public_url else request.host,  # PUBLIC_URL names the host: the request's is not read
-            request.root_path,
+            # ... and the mount point too: it ends where the app's own path (/sms) begins, whether a proxy
+            # strips the prefix or the app is mounted under it (SCRIPT_NAME, e.g. DispatcherMiddleware).
+            "" if public_url else request.root_path,
             request.path,
             request.query_string.decode("latin1"),
         )

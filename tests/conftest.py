@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import PROBE, REPO, TOKEN, WEBHOOK_URL, probe_env, production_settings
+from helpers import PROBE, REPO, TOKEN, WEBHOOK_URL, MemoryCgroup, probe_env, production_settings
 from hypothesis import settings as hypothesis_settings
 
 from config import VARIABLES
@@ -95,3 +95,17 @@ def production_server(start_server):
         return start_server([gunicorn, "-c", str(REPO / "gunicorn.conf.py")], prefix, **settings)
 
     return start
+
+
+@pytest.fixture
+def memory_cgroup():
+    """Make cgroup v1 memory groups with a limit, for servers to run in (as root); remove them afterwards."""
+    groups = []
+
+    def make(limit: int) -> MemoryCgroup:
+        groups.append(MemoryCgroup(limit))
+        return groups[-1]
+
+    yield make
+    for group in groups:
+        group.remove()

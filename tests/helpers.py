@@ -236,3 +236,73 @@ def require(tool: str, install: str) -> str:
 def phone_at(port: int) -> Simulator:
     """A simulated Twilio posting webhooks to a server on 127.0.0.1:port, signed for that URL."""
     return Simulator(HttpTransport(), f"http://127.0.0.1:{port}/sms", token=TOKEN)
+
+
+def rss_kib(pid: int) -> int:
+    """Return a process's resident memory (VmRSS of /proc/<pid>/status) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"/proc/{pid}/status has no VmRSS")
+
+
+def manifest_memory_limit() -> int:
+    """Return the memory limit deploy/kubernetes gives the pod's container, in bytes."""
+    import yaml
+
+    deployment = yaml.safe_load((REPO / "deploy" / "kubernetes" / "deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    quantity = container["resources"]["limits"]["memory"]
+    assert quantity.endswith("Mi"), quantity
+    return int(quantity[:-2]) * 2**20
+
+
+class MemoryCgroup:
+    """A cgroup v1 memory group of the test's own, under the test process's, with a memory limit."""
+
+    ROOT = Path("/sys/fs/cgroup/memory")
+
+    def __init__(self, limit: int):
+        own = [line for line in Path("/proc/self/cgroup").read_text().splitlines() if ":memory:" in line]
+        if os.geteuid() != 0 or not own or not (self.ROOT / "memory.limit_in_bytes").exists():
+            why = "needs root and the cgroup v1 memory controller at /sys/fs/cgroup/memory"
+            if (
+                os.environ.get("CI") == "true"
+            ):  # CI runs as root on such a machine: a memory claim goes unmeasured
+                pytest.fail(why)
+            pytest.skip(why)
+        self.path = (
+            self.ROOT / own[0].split(":", 2)[2].lstrip("/") / f"test-{os.getpid()}-{time.monotonic_ns()}"
+        )
+        self.path.mkdir()
+        (self.path / "memory.limit_in_bytes").write_text(str(limit))
+        if (self.path / "memory.memsw.limit_in_bytes").exists():  # swap accounting on: no swap to hide in
+            (self.path / "memory.memsw.limit_in_bytes").write_text(str(limit))
+        self.limit = limit
+
+    @property
+    def prefix(self) -> tuple[str, ...]:
+        """The command prefix that runs a server inside the group."""
+        return ("sh", "-c", f'echo $$ > {self.path}/cgroup.procs && exec "$@"', "sh")
+
+    def usage(self) -> int:
+        """Return the memory the group's processes are charged now, in bytes (the kernel's sockets included)."""
+        return int((self.path / "memory.usage_in_bytes").read_text())
+
+    def oom_kills(self) -> int:
+        """Return how many of the group's processes the kernel killed for memory."""
+        for line in (self.path / "memory.oom_control").read_text().splitlines():
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+        return 0
+
+    def remove(self) -> None:
+        for pid in (self.path / "cgroup.procs").read_text().split():
+            os.kill(int(pid), 9)  # what a stopped server left behind
+        wait_for = time.monotonic() + 10
+        while time.monotonic() < wait_for:
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.1)

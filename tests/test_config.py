@@ -102,6 +102,8 @@ GUESSABLE = [
     "0123456789012345678901234567890123",
     "qwertyqwertyqwertyqwertyqwertyqw",
     "x" * 31 + "y",
+    "mysecretkeyforflaskapp1234567890abcdefgh",  # words and runs, neither enough alone
+    "ourflasktwilioapp-0123456789-abcdefghij",
 ]
 
 
@@ -272,6 +274,13 @@ def test_default_region_and_host_are_read(tmp_path):
         ("https://<your-host>", "<placeholder>"),
         ("https://<your-host", "<placeholder>"),
         ("https://your-host>", "<placeholder>"),
+        ("https://your-host", "placeholder host"),
+        ("https://your-domain/twilio", "placeholder host"),
+        ("https://yourdomain.com", "placeholder host"),
+        ("https://Your-App.herokuapp.com", "placeholder host"),
+        ("https://host:8443", "placeholder host"),
+        ("https://hostname", "placeholder host"),
+        ("https://domain.", "placeholder host"),
         ("https://:8443", "is not a host name"),
         ("https://sms example.com", "whitespace"),
         ("https://sms.example.com:abc", "the port must be a number"),
@@ -296,7 +305,8 @@ def test_a_public_url_ending_in_sms_is_refused_with_the_value_to_set(tmp_path):
 @pytest.mark.parametrize(
     "url",
     ["https://[2001:db8::1]:8443", "https://10.0.0.7", "https://bücher.example", "https://x.example/staging",
-     "https://sms.example.com/smsgateway", "https://localhost:5000", "https://sms.example.com."],
+     "https://sms.example.com/smsgateway", "https://localhost:5000", "https://sms.example.com.",
+     "https://yourls.example.org", "https://hosting.example.net", "https://my-domain-shop.example"],
 )  # fmt: skip
 def test_ip_addresses_international_names_and_path_prefixes_are_accepted(tmp_path, url):
     assert load_settings({**GOOD, "PUBLIC_URL": url}, tmp_path / "k").public_urls == (url,)

@@ -20,6 +20,7 @@ import yaml
 from dotenv import dotenv_values
 from helpers import REPO, production_settings, require
 
+import serve
 from config import VARIABLES
 from devtools.servers import free_port, running
 from devtools.simulator import HttpTransport, Simulator
@@ -225,3 +226,47 @@ def test_systemd_unit_installed_as_its_comment_says_verifies_and_serves_from_a_r
             "message #2 in our conversation."
         )
     assert os.path.isdir(tmp_path / "run" / "metrics")
+
+
+def cgroup_tree(root: Path, membership: str, limits: dict[str, str]) -> Path:
+    """Write a cgroup mount's limit files under `root` and a /proc/self/cgroup; return the latter."""
+    for path, limit in limits.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(limit + "\n")
+    (root / "self-cgroup").write_text(membership)
+    return root / "self-cgroup"
+
+
+@pytest.mark.parametrize(
+    ("membership", "limits", "expected"),
+    [
+        ("0::/kubepods/pod1/c1\n", {"kubepods/pod1/c1/memory.max": "268435456"}, 256 * 2**20),
+        ("0::/user.slice/a.service\n", {"user.slice/a.service/memory.max": "max"}, None),
+        ("0::/a/b\n", {"a/memory.max": "134217728", "a/b/memory.max": "max"}, 128 * 2**20),
+        (
+            "5:cpu:/\n4:memory:/docker/c1\n0::/\n",
+            {
+                "memory/docker/c1/memory.limit_in_bytes": "268435456",
+                "memory/memory.limit_in_bytes": "9223372036854771712",
+            },
+            256 * 2**20,
+        ),
+        ("4:memory:/\n", {"memory/memory.limit_in_bytes": "9223372036854771712"}, None),
+    ],
+    ids=["v2 container", "v2 no limit", "v2 parent's limit", "v1 container", "v1 no limit"],
+)
+def test_the_memory_limit_is_read_from_the_process_cgroup_and_its_parents(
+    tmp_path, membership, limits, expected
+):
+    membership_file = cgroup_tree(tmp_path, membership, limits)
+    assert serve.memory_limit(tmp_path, membership_file) == expected
+
+
+def test_worker_connections_fit_three_quarters_of_the_memory_limit_and_the_unit_files_them():
+    assert serve.connections_per_worker(None, 2) == serve.MOST_CONNECTIONS
+    assert serve.connections_per_worker(256 * 2**20, 2) == 1_228
+    assert serve.connections_per_worker(512 * 2**20, 2) == 6_144
+    assert serve.connections_per_worker(256 * 2**20, 1) == 4_915
+    assert serve.connections_per_worker(128 * 2**20, 2) == serve.FEWEST_CONNECTIONS  # nothing fits: a floor
+    unit = unit_options((REPO / "deploy" / "sms-responder.service").read_text(encoding="utf-8"))
+    assert int(unit["LimitNOFILE"][0]) >= 6 * serve.MOST_CONNECTIONS  # the unit's comment: 6 workers

@@ -16,13 +16,15 @@ import shlex
 import subprocess
 import tomllib
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from helpers import TOKEN, gunicorn_setting, require, shell_blocks
+from helpers import TOKEN, gunicorn_setting, manifest_memory_limit, require, shell_blocks
 
+import serve
 from config import VARIABLES, ConfigError, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -326,6 +328,19 @@ def test_the_container_port_is_the_dockerfiles_and_the_configmaps_port():
     assert annotations["prometheus.io/port"] == dockerfile["PORT"]
 
 
+def test_the_pods_memory_limit_holds_every_connection_gunicorn_allows_its_workers():
+    """Size worker_connections from the container's memory limit as gunicorn.conf.py does, as the files say."""
+    limit, workers = manifest_memory_limit(), int(manifest("configmap.yaml")["data"]["WEB_CONCURRENCY"])
+    per_worker = serve.connections_per_worker(limit, workers)
+    processes = (workers + 1) * serve.PROCESS_MIB * 2**20  # the master and the workers
+    assert processes + workers * per_worker * serve.CONNECTION_KIB * 1024 <= limit
+    assert 1_000 <= per_worker < serve.MOST_CONNECTIONS
+    assert f"{per_worker:,} per worker here" in (BASE / "deployment.yaml").read_text()
+    assert dockerfile_env()["WEB_CONCURRENCY"] == str(workers)
+    assert f"`--memory 256m`: {per_worker:,} per worker" in (REPO / "Dockerfile").read_text()
+    assert limit == 256 * 2**20  # the figure the Dockerfile's comment and docs/deploy.md use
+
+
 def test_the_pod_runs_as_the_dockerfiles_user_and_group():
     """Run as the uid and gid the Dockerfile creates and switches to."""
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
@@ -509,11 +524,23 @@ def test_the_pages_secret_command_makes_the_secret_the_pods_read(tmp_path):
     load_settings({**manifest("configmap.yaml")["data"], **values}, tmp_path / "dev-secret-key")
 
 
+def route_hosts(doc: dict) -> list[str]:
+    """The host names an Ingress (rules and TLS) or an HTTPRoute answers for."""
+    if doc["kind"] == "HTTPRoute":
+        return doc["spec"]["hostnames"]
+    return [rule["host"] for rule in doc["spec"]["rules"]] + [
+        h for tls in doc["spec"]["tls"] for h in tls["hosts"]
+    ]
+
+
 @pytest.mark.server
-def test_the_pages_overlay_renders_with_its_image_its_url_and_an_ingress(tmp_path):
-    """Render the page's my-overlay beside a checkout named sms-responder, as the page lays them out."""
+@pytest.mark.parametrize("route", ["Ingress", "HTTPRoute"])
+def test_the_pages_overlay_renders_with_its_image_its_url_and_the_routes_host(tmp_path, route):
+    """Render the page's my-overlay beside a checkout named sms-responder, as written and without the component."""
     page = (REPO / "docs" / "deploy.md").read_text(encoding="utf-8")
     overlay = re.search(r"```yaml\n# my-overlay/kustomization.yaml\n(.*?)```", page, re.S).group(1)
+    if route == "HTTPRoute":
+        overlay = "\n".join(line for line in overlay.splitlines() if not line.startswith("components:"))
     (tmp_path / "sms-responder").symlink_to(REPO)
     (tmp_path / "my-overlay").mkdir()
     (tmp_path / "my-overlay" / "kustomization.yaml").write_text(overlay, encoding="utf-8")
@@ -525,6 +552,8 @@ def test_the_pages_overlay_renders_with_its_image_its_url_and_an_ingress(tmp_pat
     )
     assert configmap["data"]["PUBLIC_URL"] == "https://sms.example.org"
     assert configmap["data"]["TRUSTED_PROXIES"] == "1"
-    assert ("Ingress", "sms-responder") in kinds(docs) and "HTTPRoute" not in {doc["kind"] for doc in docs}
+    (routed,) = [doc for doc in docs if doc["kind"] in ("Ingress", "HTTPRoute")]
+    assert (routed["kind"], routed["metadata"]["name"]) == (route, "sms-responder")
+    assert set(route_hosts(routed)) == {urlsplit(configmap["data"]["PUBLIC_URL"]).hostname}
     for doc in docs:
         validate_object(doc, KUBERNETES_VERSIONS[-1])

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import REPO, SECRET, TOKEN
@@ -81,3 +82,46 @@ def test_check_prints_the_settings_warnings(tmp_path):
     assert result.returncode == 0
     assert "warning: PUBLIC_URL='http://sms.example.com' is plain http" in result.stdout
     assert "warning: CALLERS_FILE: " in result.stdout and "duplicate of line 2" in result.stdout
+
+
+FLASK = str(Path(sys.executable).parent / "flask")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [sys.executable, str(REPO / "serve.py"), "run"],
+        ["make", "--no-print-directory", "-C", str(REPO), "chat", "ARGS=--from +15005550101"],
+        [FLASK, "--app", "responder", "routes"],
+        [FLASK, "--app", "responder", "run", "--port", "0"],
+    ],
+    ids=["make run", "make chat", "flask routes", "flask run"],
+)
+def test_every_entry_point_names_a_bad_setting_in_one_line_and_exits_2(command):
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "RESPONDER_ENV": "development",
+        "GREETING_TEMPLATE": "Hi {body}",
+    }
+    result = subprocess.run(
+        command, cwd=REPO, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30
+    )
+    assert "Traceback" not in result.stderr
+    assert "fix these settings:\n  - GREETING_TEMPLATE: unknown placeholder(s) body" in result.stderr
+    if command[0] == "make":  # make exits 2 for any failed recipe; it names the command's own status
+        assert result.stderr.rstrip().endswith("Error 2")
+    assert result.returncode == 2
+
+
+def test_flask_help_names_a_bad_setting_in_its_error_line_instead_of_a_traceback():
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "RESPONDER_ENV": "development",
+        "GREETING_TEMPLATE": "Hi {body}",
+    }
+    result = subprocess.run(
+        [FLASK, "--app", "responder", "--help"], cwd=REPO, env=env, capture_output=True, text=True, timeout=30
+    )
+    assert "Traceback" not in result.stderr
+    assert "Error: The responder cannot start; fix these settings:\n  - GREETING_TEMPLATE:" in result.stderr
+    assert "routes" in result.stdout and result.returncode == 0  # the help itself, without the app's commands

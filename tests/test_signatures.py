@@ -214,8 +214,14 @@ def test_each_of_several_public_urls_is_accepted(make_app):
     assert deliver(app, signed_url="https://elsewhere.example.org/sms").status_code == 403
 
 
-def test_an_app_mounted_under_a_prefix_checks_the_mounted_path(make_app):
-    app = make_app(PUBLIC_URL="https://sms.example.com")
+@pytest.mark.parametrize(
+    ("public_url", "status"),
+    [("https://sms.example.com/hooks", 200), ("https://sms.example.com", 403)],
+    ids=["PUBLIC_URL with the mount point", "PUBLIC_URL without it"],
+)
+def test_an_app_mounted_under_a_prefix_checks_public_url_plus_its_own_path(make_app, public_url, status):
+    """PUBLIC_URL is the URL Twilio calls minus /sms, the mount point included: never added twice."""
+    app = make_app(PUBLIC_URL=public_url)
     signature = sign(TOKEN, "https://sms.example.com/hooks/sms", PARAMS)
     answer = app.test_client().post(
         "/hooks/sms",
@@ -224,7 +230,7 @@ def test_an_app_mounted_under_a_prefix_checks_the_mounted_path(make_app):
         headers={"X-Twilio-Signature": signature},
         environ_overrides={"SCRIPT_NAME": "/hooks", "PATH_INFO": "/sms"},
     )
-    assert answer.status_code == 200
+    assert answer.status_code == status
 
 
 def test_the_signature_is_checked_before_the_cookie_so_a_forged_webhook_never_costs_a_cookie_hmac(
