@@ -1,4 +1,4 @@
-"""The terminal phone: scripts in-process and over real HTTP, and the interactive chat in a pty."""
+"""The terminal phone: scripts in-process and over real HTTP, and the interactive chat in a pty (the probe conversation)."""
 
 import os
 import sys
@@ -7,38 +7,31 @@ from pathlib import Path
 import pexpect
 import pytest
 from click.testing import CliRunner
-from helpers import REPO, SECRET, TOKEN, running_server, served_settings
+from helpers import PROBE, REPO, SECRET, TOKEN, probe_env, running_server, served_settings
 
 from devtools.chat import chat_command, cookie_count
 from devtools.servers import free_port
-
-EXAMPLES = sorted((REPO / "examples").glob("*.chat"))
 
 
 @pytest.fixture
 def development(monkeypatch):
     monkeypatch.setenv("RESPONDER_ENV", "development")
     monkeypatch.setenv("SECRET_KEY", SECRET)
+    monkeypatch.setenv("CONVERSATION", PROBE)
 
 
 def chat(*args):
     return CliRunner().invoke(chat_command, list(args))
 
 
-@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
-def test_the_example_scripts_pass_in_process(development, script):
-    result = chat("--script", str(script))
-    assert result.exit_code == 0, result.output
-    assert "< Hi Friend, welcome!" in result.output
-
-
 def test_a_mismatch_fails_with_expected_and_actual(development, tmp_path):
     script = tmp_path / "wrong.chat"
-    script.write_text("> hello\n< welcome\n> again\n< message #7\n> never sent\n")
+    script.write_text("> hello\n< #1 Friend: hello\n> again\n< #7\n> never sent\n")
     result = chat("--script", str(script))
     assert result.exit_code == 1
-    assert "wrong.chat:4: expected reply containing 'message #7'" in result.output
-    assert "actual reply was 'Hi Friend, this is message #2 in our conversation.'" in result.output
+    assert "< #1 Friend: hello (turns=1)" in result.output
+    assert "wrong.chat:4: expected reply containing '#7'" in result.output
+    assert "actual reply was '#2 Friend: again (turns=2)'" in result.output
     assert "never sent" not in result.output
 
 
@@ -60,16 +53,9 @@ def test_an_unknown_line_is_reported_with_its_line_number(development, tmp_path)
 @pytest.fixture(scope="module")
 def production_server(tmp_path_factory):
     with running_server(
-        "serve", served_settings(1, CONVERSATION=""), tmp_path_factory.mktemp("server") / "server.log"
+        "serve", served_settings(1), tmp_path_factory.mktemp("server") / "server.log"
     ) as server:
         yield f"http://127.0.0.1:{server.port}/sms"
-
-
-@pytest.mark.server
-@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.name)
-def test_the_example_scripts_pass_against_a_real_server(production_server, script):
-    result = chat("--script", str(script), "--url", production_server, "--token", TOKEN)
-    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.server
@@ -98,7 +84,7 @@ def test_the_count_is_read_from_the_cookie():
 
 @pytest.mark.server
 def test_the_interactive_phone_in_a_terminal(tmp_path):
-    env = {**os.environ, "RESPONDER_ENV": "development", "SECRET_KEY": SECRET, "TERM": "dumb"}
+    env = {**os.environ, "RESPONDER_ENV": "development", "SECRET_KEY": SECRET, "TERM": "dumb", **probe_env()}
     flask = str(Path(sys.executable).parent / "flask")
     phone = pexpect.spawn(
         flask, ["--app", "responder", "chat"], cwd=str(REPO), env=env, encoding="utf-8", timeout=20
@@ -106,9 +92,9 @@ def test_the_interactive_phone_in_a_terminal(tmp_path):
     try:
         phone.expect_exact("you> ")
         for text, expected in [
-            ("hello", "welcome!"),
-            ("how are you", "message #2"),
-            ("still there", "message #3"),
+            ("hello", "#1 Friend: hello"),
+            ("how are you", "#2 Friend: how are you"),
+            ("still there", "#3 Friend: still there"),
         ]:
             phone.sendline(text)
             phone.expect_exact(expected)
@@ -116,7 +102,7 @@ def test_the_interactive_phone_in_a_terminal(tmp_path):
         phone.sendline("/wait 5h")
         phone.expect_exact("the clock moves on 5h")
         phone.sendline("back again")
-        phone.expect_exact("Hi Friend, welcome!")
+        phone.expect_exact("#1 Friend: back again")
         phone.expect_exact("count 1")
         phone.expect_exact("you> ")
         phone.send("STP\x1b[DO\r")  # a typo fixed with the left arrow: line editing
@@ -124,7 +110,7 @@ def test_the_interactive_phone_in_a_terminal(tmp_path):
         phone.expect_exact("opted out")
         phone.expect_exact("you> ")
         phone.sendline("hi again")
-        phone.expect_exact("(blocked by Twilio, error 21610: not delivered) Hi Friend, welcome!")
+        phone.expect_exact("(blocked by Twilio, error 21610: not delivered) #1 Friend: hi again")
         phone.expect_exact("you> ")
         phone.send("\x1b[A\x1b[A\x1b[B\r")  # history: up twice, down once brings back "hi again"
         phone.expect_exact("(blocked by Twilio, error 21610")
@@ -133,7 +119,7 @@ def test_the_interactive_phone_in_a_terminal(tmp_path):
         phone.expect_exact("[Twilio]> You have successfully been re-subscribed")
         phone.expect_exact("you> ")
         phone.sendline("hi")
-        phone.expect_exact("+15005550199> Hi Friend, welcome!")
+        phone.expect_exact("+15005550199> #1 Friend: hi (turns=1)")
         phone.sendline("/quit")
         phone.expect(pexpect.EOF)
     finally:
@@ -144,7 +130,7 @@ def test_the_interactive_phone_in_a_terminal(tmp_path):
 @pytest.mark.server
 def test_with_url_nothing_of_the_in_process_app_is_printed(development, production_server, tmp_path, caplog):
     script = tmp_path / "hello.chat"
-    script.write_text("> hello\n< welcome!\n")
+    script.write_text("> hello\n< #1 Friend: hello\n")
     result = chat("--script", str(script), "--url", production_server, "--token", TOKEN)
     assert result.exit_code == 0, result.output
     assert "TWILIO_AUTH_TOKEN" not in result.output + caplog.text and "signatures" not in result.output
@@ -154,7 +140,7 @@ def test_the_in_process_phone_signs_for_public_url_when_it_is_set(development, m
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TOKEN)
     monkeypatch.setenv("PUBLIC_URL", "https://sms.example.com")
     script = tmp_path / "hello.chat"
-    script.write_text("> hello\n< welcome!\n")
+    script.write_text("> hello\n< #1 Friend: hello\n")
     result = chat("--script", str(script))
     assert result.exit_code == 0, result.output
 
@@ -162,7 +148,7 @@ def test_the_in_process_phone_signs_for_public_url_when_it_is_set(development, m
 @pytest.fixture(scope="module")
 def server_behind_a_public_url(tmp_path_factory):
     env = {
-        **served_settings(1, CONVERSATION=""),
+        **served_settings(1),
         "PUBLIC_URL": "https://sms.example.com",
     }  # behind a proxy or tunnel
     with running_server("serve", env, tmp_path_factory.mktemp("proxied") / "server.log") as server:
@@ -183,7 +169,7 @@ def test_sign_for_reaches_a_server_that_checks_signatures_for_its_public_url(
     server_behind_a_public_url, tmp_path
 ):
     script = tmp_path / "hello.chat"
-    script.write_text("> hello\n< welcome!\n> again\n< message #2\n")
+    script.write_text("> hello\n< #1 Friend: hello\n> again\n< #2 Friend: again\n")
     result = chat(
         "--script", str(script), "--url", server_behind_a_public_url, "--token", TOKEN,
         "--sign-for", "https://sms.example.com/sms",

@@ -5,7 +5,10 @@ against tests/probe_conversation.py.
 """
 
 import pytest
+from click.testing import CliRunner
+from helpers import REPO, TOKEN, running_server, served_settings
 
+from devtools.chat import chat_command
 from greeting import DEFAULT_COUNT_REPLY, DEFAULT_GREETING, template_errors
 
 
@@ -79,3 +82,14 @@ def test_the_cookie_holds_no_name_and_no_text(builtin):
     phone.send("my secret words", "+15005550101", "+15005550199")
     payload = cookie_payload(phone.cookie_header("+15005550101", "+15005550199").split("=", 1)[1])
     assert payload["s"] == {} and "secret" not in str(payload) and "5550101" not in str(payload)
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("script", sorted((REPO / "examples").glob("*.chat")), ids=lambda p: p.name)
+def test_the_built_in_scripts_pass_against_a_real_server(script, tmp_path):
+    with running_server("serve", served_settings(1, CONVERSATION=""), tmp_path / "server.log") as server:
+        result = CliRunner().invoke(
+            chat_command,
+            ["--script", str(script), "--url", f"http://127.0.0.1:{server.port}/sms", "--token", TOKEN],
+        )
+    assert result.exit_code == 0, result.output
