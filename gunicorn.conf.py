@@ -36,6 +36,7 @@ logger_class = "serve.JsonErrorLog"  # gunicorn's own messages as the service's 
 proc_name = "sms-responder"
 control_socket_disable = True  # no gunicornc control socket: nothing uses it; the root is read-only
 on_starting = serve.check_before_binding
+pre_fork = serve.start_boot_clock
 post_request = serve.yield_to_other_connections
 child_exit = serve.forget_worker_gauges
 on_exit = metrics_folder.remove_if_ours  # the metrics folder made when none was set

@@ -95,6 +95,14 @@ def forget_worker_gauges(server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
+def start_boot_clock(server, worker) -> None:
+    """gunicorn's pre_fork: date the new worker's heartbeat now, so that a worker that hangs at boot times out."""
+    # gunicorn 27.0.1 dates heartbeats by time.monotonic() but leaves a new worker's heartbeat file dated by
+    # the wall clock (mkstemp), decades ahead of the monotonic clock: until its first heartbeat, a worker
+    # (one blocked at boot in a read, say) was never timed out.
+    worker.tmp.notify()
+
+
 def yield_to_other_connections(worker, req, environ, resp) -> None:
     """gunicorn's post_request: let the worker's other connections run before this one's next request."""
     # A gevent worker switches greenlets only when one would block; a keep-alive client that sends its

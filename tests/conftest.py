@@ -31,22 +31,34 @@ def clean_environment(monkeypatch, tmp_path):
 
 
 class Clock:
-    """The frozen wall clock of a test (time-machine): call it for the time, `advance` to move it."""
+    """The frozen wall clock of a test (time-machine): call it for the time, `advance` to move it.
 
-    def __init__(self, traveller):
+    `advance` moves time.monotonic too (time-machine leaves it alone), as real time passing would;
+    `step_wall_clock` moves the wall clock alone, as an NTP step or an operator's `date -s` does.
+    """
+
+    def __init__(self, traveller, monotonic_offset: list[float]):
         self.traveller = traveller
+        self.monotonic_offset = monotonic_offset
 
     def __call__(self) -> float:
         return time.time()
 
     def advance(self, seconds: float) -> None:
         self.traveller.shift(seconds)
+        self.monotonic_offset[0] += seconds
+
+    def step_wall_clock(self, seconds: float) -> None:
+        self.traveller.shift(seconds)
 
 
 @pytest.fixture
-def clock():
+def clock(monkeypatch):
+    offset = [0.0]
+    real_monotonic = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: real_monotonic() + offset[0])
     with time_machine.travel(1_800_000_000.0, tick=False) as traveller:
-        yield Clock(traveller)
+        yield Clock(traveller, offset)
 
 
 @pytest.fixture
