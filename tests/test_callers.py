@@ -482,5 +482,5 @@ def test_a_number_that_is_not_one_is_explained_in_the_services_words():
         parse_directory(["number,name", "call me,Bob", "+99 12345678,Cy"], "c.csv", "US")
     assert caught.value.problems == [
         "c.csv:2: not a phone number (it must be digits, with spaces, dots, dashes, brackets or a leading +)",
-        "c.csv:3: not a phone number (no country code, and none known for its region)",
+        "c.csv:3: not a phone number (an unknown country code, or none and no region to assume)",
     ]
