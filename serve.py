@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import tempfile
@@ -86,6 +87,9 @@ def check_before_binding(server) -> None:
             file=sys.stderr,
         )
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir()  # before any worker imports prometheus_client
+    from logs import STDERR
+
+    STDERR.on_drop = count_dropped_log_lines_of_the_master
 
 
 def forget_worker_gauges(server, worker) -> None:
@@ -117,10 +121,35 @@ class JsonErrorLog(glogging.Logger):
 
     def setup(self, cfg) -> None:
         super().setup(cfg)
-        from logs import JsonFormatter
+        from logs import JsonFormatter, StderrHandler
 
-        for handler in self.error_log.handlers:
+        for handler in list(self.error_log.handlers):
+            if type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.__stderr__):
+                # errorlog "-": a blocked stderr must not stop the master or a worker (logs.py)
+                self.error_log.removeHandler(handler)
+                handler = StderrHandler()
+                handler._gunicorn = True  # the handler gunicorn replaces when it sets up again (SIGHUP)
+                self.error_log.addHandler(handler)
             handler.setFormatter(JsonFormatter())
+
+
+def count_dropped_log_lines_of_the_master() -> None:
+    """Count one log line the master dropped, in its own metrics file (made at its first drop)."""
+    global master_dropped_lines
+    if master_dropped_lines is None:
+        import metrics_folder
+
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+        if not folder or metrics_folder.reserve(folder, os.getpid()):
+            master_dropped_lines = lambda: None  # noqa: E731 - no folder to count in: not counted
+        else:
+            from metrics import dropped_log_lines_counter
+
+            master_dropped_lines = dropped_log_lines_counter(None).inc
+    master_dropped_lines()
+
+
+master_dropped_lines = None
 
 
 def webhook_url(settings) -> str:
