@@ -38,5 +38,5 @@ control_socket_disable = True  # no gunicornc control socket: nothing uses it; t
 on_starting = serve.check_before_binding
 pre_fork = serve.start_boot_clock
 post_request = serve.yield_to_other_connections
-child_exit = serve.forget_worker_gauges
+child_exit = serve.retire_worker_metrics  # a dead worker's files: folded, never piled up
 on_exit = metrics_folder.remove_if_ours  # the metrics folder made when none was set

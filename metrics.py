@@ -9,6 +9,7 @@ ever holds a phone number, a body or a name.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 
@@ -128,6 +129,9 @@ class Metrics:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             ProcessCollector(registry=registry)  # the worker that answers this scrape
+            folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            with metrics_folder.scrape_lock(folder, fcntl.LOCK_SH):  # no exited worker folded meanwhile
+                return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
     def init_app(self, app: Flask) -> None:

@@ -92,11 +92,17 @@ def check_before_binding(server) -> None:
     STDERR.on_drop = count_dropped_log_lines_of_the_master
 
 
-def forget_worker_gauges(server, worker) -> None:
-    """gunicorn's child_exit: drop an exited worker's gauges from /metrics; its counters stay counted."""
+def retire_worker_metrics(server, worker) -> None:
+    """gunicorn's child_exit: drop an exited worker's gauges, fold its counters into the archive files."""
     from prometheus_client import multiprocess
 
+    import metrics_folder
+
     multiprocess.mark_process_dead(worker.pid)
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    problem = metrics_folder.retire(folder, worker.pid) if folder else ""
+    if problem:
+        server.log.warning("%s", problem)  # the error log never blocks the master (logs.py)
 
 
 def start_boot_clock(server, worker) -> None:
