@@ -33,9 +33,11 @@ SETTLE_SECONDS = 1.0  # a file modified more recently than this is still being w
 INLINE_RELOAD_BYTES = 16 * 1024
 YIELD_EVERY_ROWS = 256  # the parse lets other greenlets run this often (~6 ms of work)
 LAST_GOOD_NAME = "caller-directory.last-good.json"
-# Far above any real directory (100,000 rows are 2.3 MiB), low enough that two workers holding the largest
-# one (about 35 MiB each once parsed) stay inside a 256 MiB pod: a bigger file is refused from its size.
+# Far above any real directory, low enough that two workers reloading the largest one at once stay inside
+# a 256 MiB pod: memory follows the rows (about 300 bytes each, twice that while a reload replaces them),
+# the bytes bound the text kept for the last good copy. A bigger file is refused from its size, unread.
 MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_ROWS = 100_000
 
 log = logging.getLogger("responder")
 
@@ -112,6 +114,10 @@ def parse_directory(lines: Iterable[str], source: str, region: str) -> Directory
         if header is None or [h.strip().lower() for h in header] != ["number", "name"]:
             raise DirectoryError([f"{source}:1: the first line must be the header 'number,name'"])
         for count, row in enumerate(reader, 1):
+            if count > MAX_ROWS:
+                raise DirectoryError(
+                    [f"{source}: more than {MAX_ROWS:,} rows, over the caller directory's limit"]
+                )
             if count % YIELD_EVERY_ROWS == 0:
                 time.sleep(
                     0.0001
@@ -204,7 +210,7 @@ def refuse_unless_small_and_regular(path: str | Path, info: os.stat_result) -> N
         raise DirectoryError(
             [
                 f"{path}: {info.st_size / 2**20:.1f} MiB, over the caller directory's limit of "
-                f"{MAX_FILE_BYTES // 2**20} MiB (about 150,000 rows)"
+                f"{MAX_FILE_BYTES // 2**20} MiB"
             ],
             stamp_of(info),
         )

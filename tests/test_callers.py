@@ -484,3 +484,14 @@ def test_a_number_that_is_not_one_is_explained_in_the_services_words():
         "c.csv:2: not a phone number (it must be digits, with spaces, dots, dashes, brackets or a leading +)",
         "c.csv:3: not a phone number (an unknown country code, or none and no region to assume)",
     ]
+
+
+def test_a_directory_of_more_rows_than_the_limit_is_refused_without_parsing_the_rest(monkeypatch):
+    import callers
+
+    monkeypatch.setattr(callers, "MAX_ROWS", 3)
+    rows = ["number,name"] + [f"+1500555010{n},Person {n}" for n in range(3)]
+    assert len(parse_directory(rows, "c.csv", "US")) == 3
+    with pytest.raises(DirectoryError) as caught:
+        parse_directory([*rows, "not even a number,x"], "c.csv", "US")
+    assert caught.value.problems == ["c.csv: more than 3 rows, over the caller directory's limit"]

@@ -138,7 +138,7 @@ def csv_of_size(path, mib: float) -> None:
         f.write("number,name\n")
         row = 0
         while f.tell() < mib * 2**20:
-            f.write("".join(f"+1201555{n:07d},Person {n}\n" for n in range(row, row + 10_000)))
+            f.write("".join(f"+1{2012000000 + n},Person {n}\n" for n in range(row, row + 10_000)))
             row += 10_000
 
 
