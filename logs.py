@@ -8,12 +8,15 @@ signal held up. Once the pipe drains, one line says how many were dropped.
 from __future__ import annotations
 
 import _socket
+import array
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
 import stat
+import termios
 import threading
 import time
 from collections import deque
@@ -23,6 +26,7 @@ log = logging.getLogger("responder")
 # Per process, about 100 webhook lines wait for a blocked stderr; later ones are dropped and counted.
 MAX_PENDING_BYTES = 16 * 1024
 RETRY_SECONDS = 0.2  # how often a process with lines waiting tries stderr again
+PIPE_BUF = 4096  # Linux: a pipe write of at most this many bytes is never split
 PLAIN = re.compile(r"[\w.:/@+*-]*")  # a text value made only of these is written as it is; others are quoted
 
 
@@ -86,6 +90,8 @@ class StderrWriter:
                 sock = _socket.socket(fileno=os.dup(2))  # _socket: gevent's patched socket would wait
                 self.write = lambda data: sock.send(data, _socket.MSG_DONTWAIT)
             elif not stat.S_ISREG(info.st_mode):  # a pipe or terminal: a new open file of our own
+                if stat.S_ISFIFO(info.st_mode):
+                    self.write = write_if_room  # another user's pipe (a container's) cannot be opened again
                 fd = os.open("/proc/self/fd/2", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
                 self.write = lambda data: os.write(fd, data)
 
@@ -126,8 +132,8 @@ class StderrWriter:
                     return
                 self.pending_bytes -= written
                 if written < len(line):
-                    self.pending[0] = line[written:]
-                    return
+                    self.pending[0] = line[written:]  # the rest is written next, or waits if it is full
+                    continue
                 self.pending.popleft()
             if not self.dropped:
                 return
@@ -155,6 +161,18 @@ class StderrWriter:
                 if not self.pending:
                     self.retrying = False
                     return
+
+
+def write_if_room(data: bytes) -> int:
+    """Write to the pipe on fd 2 what surely fits now: a whole line (or PIPE_BUF of a longer one), else raise."""
+    unread = array.array("i", [0])
+    fcntl.ioctl(2, termios.FIONREAD, unread)
+    # A pipe holds its bytes in pages: with a page of margin, a write this size finds a page with room.
+    room = fcntl.fcntl(2, fcntl.F_GETPIPE_SZ) - unread[0] - PIPE_BUF
+    size = min(len(data), PIPE_BUF)
+    if room < size:
+        raise BlockingIOError
+    return os.write(2, data[:size])
 
 
 STDERR = StderrWriter()

@@ -11,6 +11,7 @@ import os
 import re
 import select
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -138,3 +139,55 @@ def _healthy(port: int) -> bool:
 
 def _children(pid: int) -> list[int]:
     return group_members(pid)[1:]
+
+
+CHILD = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import logs
+logs.configure_logging(production=True)
+started = time.monotonic()
+for n in range(2000):
+    logs.log.info("line %d", n)
+print(f"{time.monotonic() - started:.3f}", flush=True)
+end = time.monotonic() + 10  # the test reads stderr from now on: wait for the backlog to be written
+while (logs.STDERR.pending or logs.STDERR.dropped) and time.monotonic() < end:
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.parametrize("user", ["root", "nobody"])
+def test_every_line_is_either_written_once_the_pipe_drains_or_counted_as_dropped(user, tmp_path):
+    # As root the process opens the pipe again, non-blocking; as another user (a container's non-root
+    # user writing into the runtime's pipe) it cannot, and writes only what the pipe has room for.
+    if os.geteuid() != 0:
+        pytest.skip("runs the writer as another user: run as root")
+    python = sys.executable if user == "root" else "/usr/bin/python3"  # the venv may be private to root
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"needs {python}")
+    stderr = UnreadStderr()
+    child = popen(
+        [python, "-c", CHILD, str(REPO)],
+        stdout=subprocess.PIPE,
+        stderr=stderr.write_end,
+        user=65534 if user == "nobody" else None,
+        text=True,
+    )
+    os.close(stderr.write_end)
+    try:
+        assert select.select([child.stdout], [], [], 10)[0], "logging blocked on the full pipe"
+        seconds = float(child.stdout.readline())
+        print(f"\n2,000 lines logged into a pipe nobody read in {seconds * 1000:.0f} ms")
+        assert seconds < 2
+        stderr.drain()
+        wait_until(lambda: child.poll() is not None, 10, "the child's exit")
+        wait_until(lambda: DROPPED.search(stderr.text), 2, "the dropped-lines line")
+    finally:
+        reap(child, grace=0)
+        child.stdout.close()
+        stderr.close()
+    written = re.findall(r'"msg":"line (\d+)"', stderr.text)
+    (dropped,) = (int(n) for n in DROPPED.findall(stderr.text))
+    print(f"{len(written)} written, {dropped} dropped")
+    assert len(written) + dropped == 2000 and dropped > 0
+    assert [int(n) for n in written] == sorted(int(n) for n in written)  # in order, none twice
