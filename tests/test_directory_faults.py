@@ -1,5 +1,6 @@
 """A bad caller-directory edit on a real server: workers that restart keep the last good one, reloads stay off requests."""
 
+import itertools
 import os
 import signal
 import subprocess
@@ -113,14 +114,14 @@ def peak_memory_mib(pid: int) -> float:
     return int(line.split()[1]) / 1024
 
 
-def refusal(tmp_path, callers_file) -> tuple[int, list[str], float]:
-    """Run `serve.py serve` with this CALLERS_FILE; return its exit code, its stderr lines and the seconds taken."""
+def refusal(tmp_path, callers_file, mode: str = "serve") -> tuple[int, list[str], float]:
+    """Run `serve.py MODE` with this CALLERS_FILE; return its exit code, its stderr lines and the seconds taken."""
     env = {**served_settings(2), "PATH": os.environ["PATH"], "PORT": "9", "CALLERS_FILE": str(callers_file)}
     env["PUBLIC_URL"] = "http://127.0.0.1:9"
     started = time.monotonic()
     try:
         result = subprocess.run(
-            [sys.executable, str(REPO / "serve.py"), "serve"],
+            [sys.executable, str(REPO / "serve.py"), mode],
             env=env,
             cwd=tmp_path,
             capture_output=True,
@@ -128,7 +129,7 @@ def refusal(tmp_path, callers_file) -> tuple[int, list[str], float]:
             timeout=20,
         )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"serve.py serve with CALLERS_FILE={callers_file} hung at start")
+        pytest.fail(f"serve.py {mode} with CALLERS_FILE={callers_file} hung at start")
     return result.returncode, result.stderr.splitlines(), time.monotonic() - started
 
 
@@ -152,14 +153,14 @@ def test_a_fifo_a_folder_or_an_oversized_directory_is_refused_at_start_in_one_li
         tmp_path: "not a regular file (a FIFO, device or folder)",
         oversized: "MiB, over the caller directory's limit of 4 MiB",
     }
-    for path, problem in expected.items():
-        code, lines, seconds = refusal(tmp_path, path)
+    for (path, problem), mode in itertools.product(expected.items(), ["check", "serve"]):
+        code, lines, seconds = refusal(tmp_path, path, mode)
         assert code == 2, lines
         assert [line for line in lines if "CALLERS_FILE" in line] == [
             next(line for line in lines if problem in line)
         ], lines
         assert seconds < 10
-        print(f"\n{path.name}: refused in {seconds:.1f} s: {lines[-1].strip()}")
+        print(f"\nserve.py {mode}, {path.name}: refused in {seconds:.1f} s: {lines[-1].strip()}")
 
 
 def test_a_bad_number_is_explained_in_the_services_words_naming_file_and_line(tmp_path):
