@@ -25,6 +25,7 @@ from devtools.simulator import HttpTransport, Simulator
 
 pytestmark = pytest.mark.server
 
+TIMEOUT = 4  # gunicorn's worker timeout for this test (gunicorn.conf.py: 30 s)
 WEBHOOKS = 1000  # each logs a line of about 170 bytes: the 64 KiB pipe is full after some 400
 DROPPED = re.compile(r'"msg":"(\d+) log lines dropped while stderr was blocked"')
 
@@ -77,6 +78,7 @@ def test_a_stderr_nobody_reads_drops_log_lines_but_never_a_webhook_a_worker_rest
     env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8", "WEB_CONCURRENCY": "2"}
     env |= production_settings(f"http://127.0.0.1:{port}", HOST="127.0.0.1", PORT=str(port))
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "metrics")
+    env["GUNICORN_CMD_ARGS"] = f"--timeout {TIMEOUT}"
     stderr = UnreadStderr()
     gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
     process = popen(
@@ -104,13 +106,22 @@ def test_a_stderr_nobody_reads_drops_log_lines_but_never_a_webhook_a_worker_rest
         assert flood < 30
 
         workers = _children(process.pid)
-        os.kill(workers[0], signal.SIGKILL)  # the master logs it, into the full pipe, and starts another
+        os.kill(
+            workers[0], signal.SIGSTOP
+        )  # hung: the master logs WORKER TIMEOUT into the full pipe, kills it
+        hung_at = time.monotonic()
         wait_until(lambda: workers[0] not in _children(process.pid) and len(_children(process.pid)) == 2, 15,
                    "a replacement worker")  # fmt: skip
+        print(
+            f"a hung worker was replaced {time.monotonic() - hung_at:.1f} s after it hung (timeout {TIMEOUT} s)"
+        )
         assert phone.send("after the restart", "+15005550001", SERVICE).status == 200
 
         stderr.drain()
         wait_until(lambda: DROPPED.search(stderr.text), 10, "the dropped-lines line")
+        wait_until(
+            lambda: "WORKER TIMEOUT" in stderr.text, 5, "the master's line, kept while the pipe was full"
+        )
         told = sum(int(n) for n in DROPPED.findall(stderr.text))
         counted = metric(port, "responder_log_lines_dropped_total")
         print(f"once drained: {told} dropped lines told in the log, {counted:.0f} counted in /metrics")
