@@ -1,16 +1,18 @@
 """A bad caller-directory edit on a real server: workers that restart keep the last good one, reloads stay off requests."""
 
+import contextlib
 import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from helpers import ALICE, REPO, SERVICE, TOKEN, running_server, served_settings
+from helpers import ALICE, REPO, SERVICE, TOKEN, production_settings, running_server, served_settings
 
-from devtools.servers import http_status, wait_until
+from devtools.servers import Server, free_port, http_status, wait_until
 from devtools.simulator import HttpTransport, Simulator
 
 pytestmark = pytest.mark.server
@@ -252,3 +254,59 @@ def test_a_worker_that_hangs_while_it_boots_is_killed_after_the_timeout_and_repl
         wait_until(lambda: hung[0] not in server.pids(), 15, "the hung worker to be killed")
         print(f"\nthe worker hung at boot was killed {time.monotonic() - stopped_at:.1f} s after it hung")
         server.wait_healthy(timeout=15)
+
+
+MEMORY_CGROUPS = Path("/sys/fs/cgroup/memory")  # cgroup v1's memory controller
+
+
+@contextlib.contextmanager
+def memory_limit(mib: int):
+    """Make a cgroup v1 memory group limited to `mib` MiB; yield its folder; remove it afterwards."""
+    if os.geteuid() != 0 or not (MEMORY_CGROUPS / "cgroup.procs").exists():
+        pytest.skip("needs root and cgroup v1's memory controller at /sys/fs/cgroup/memory")
+    group = MEMORY_CGROUPS / f"sms-responder-test-{os.getpid()}"
+    group.mkdir()
+    try:
+        (group / "memory.limit_in_bytes").write_text(str(mib * 2**20))
+        yield group
+    finally:
+        wait_until(
+            lambda: not (group / "cgroup.procs").read_text().strip(), 30, "the group's processes to exit"
+        )
+        group.rmdir()
+
+
+def test_a_99_mib_edit_under_the_pods_256_mib_limit_kills_no_worker(tmp_path):
+    directory = tmp_path / "callers.csv"
+    directory.write_text("number,name\n+15005550101,Ada\n")
+    port = free_port()
+    env = {**production_settings(f"http://127.0.0.1:{port}"), "PATH": os.environ["PATH"], "HOST": "127.0.0.1"}
+    env |= {"PORT": str(port), "WEB_CONCURRENCY": "2", "CALLERS_FILE": str(directory)}
+    with memory_limit(256) as group:
+        # The shell joins the group, then becomes `serve.py serve`: the master and its workers live in it.
+        command = ["sh", "-c", f'echo $$ > {group}/cgroup.procs && exec "$0" "$@"', sys.executable]
+        server = Server(
+            [*command, str(REPO / "serve.py"), "serve"], env, port, tmp_path / "server.log", tmp_path
+        )
+        try:
+            server.start()
+            workers = server.pids()[1:]
+            phone = Simulator(HttpTransport(timeout=5), f"http://127.0.0.1:{port}/sms", token=TOKEN)
+            replacement = tmp_path / "replacement"
+            replacement.write_bytes(os.urandom(99 * 2**20))  # a stray upload in place of the directory
+            replacement.replace(directory)
+            settled(directory)
+            end, replies = time.monotonic() + 12, []  # past both workers' 5 s recheck
+            while time.monotonic() < end:
+                replies.append(phone.send("hi", ALICE, SERVICE).text)
+                time.sleep(0.1)
+            kills = (group / "memory.oom_control").read_text().split()
+            peak = int((group / "memory.max_usage_in_bytes").read_text()) / 2**20
+            print(
+                f"\n99 MiB edit under 256 MiB: {len(replies)} replies, peak {peak:.0f} MiB, oom_control {kills}"
+            )
+            assert server.pids()[1:] == workers, f"workers died:\n{server.log_tail()}"
+            assert all(reply.startswith("Hi Ada,") for reply in replies)
+            assert server.log_path.read_text().count("over the caller directory's limit of 4 MiB") == 2
+        finally:
+            server.stop()
