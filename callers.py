@@ -219,23 +219,23 @@ def refuse_unless_small_and_regular(path: str | Path, info: os.stat_result) -> N
 def load_directory(path: str | Path, region: str) -> Directory:
     """Read the caller directory CSV at `path` as a stream; raise FileChanging if it changed while being read."""
     binary, before = open_regular_file(path)
+    problem: DirectoryError | None = None
     with io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as f:
         try:
-            try:
-                directory = parse_directory(f, str(path), region)
-            except DirectoryError as exc:
-                exc.stamp = before
-                raise
+            directory = parse_directory(f, str(path), region)
             f.seek(0)
             text = f.read()  # for the last good copy: at most MAX_FILE_BYTES
+        except DirectoryError as exc:
+            problem = exc
         except UnicodeDecodeError:
-            raise DirectoryError([f"{path}: the caller directory is not UTF-8 text"], before) from None
+            problem = DirectoryError([f"{path}: the caller directory is not UTF-8 text"])
         except OSError as exc:
-            raise DirectoryError(
-                [f"{path}: cannot read the caller directory ({exc.strerror})"], before
-            ) from None
-    if file_stamp(path) != before:  # size, time or the file itself changed under the read
+            problem = DirectoryError([f"{path}: cannot read the caller directory ({exc.strerror})"])
+    if file_stamp(path) != before:  # size, time or the file itself changed under the read: not its fault
         raise FileChanging([f"{path}: the file changed while it was read (written in place?)"])
+    if problem:
+        problem.stamp = before
+        raise problem
     return replace(directory, stamp=before, text=text)
 
 

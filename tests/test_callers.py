@@ -116,17 +116,22 @@ def test_after_ten_bad_rows_the_rest_are_counted():
     assert caught.value.problems[10] == "callers.csv: 15 more bad rows"
 
 
-def test_a_file_rewritten_while_it_is_read_is_not_accepted(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("written", "rest"), [("", "+15005550102,Bob\n"), ("+1500555010", "2,Bob\n")]
+)  # the parse sees a good file, or a row cut short
+def test_a_file_rewritten_while_it_is_read_is_not_accepted(tmp_path, monkeypatch, written, rest):
     import callers
 
     path = tmp_path / "callers.csv"
-    path.write_text("number,name\n+15005550101,Ada\n")
+    path.write_text("number,name\n+15005550101,Ada\n" + written)
     parse = callers.parse_directory
 
     def parse_while_an_editor_writes(lines, source, region):
-        with open(source, "a") as editor:
-            editor.write("+15005550102,Bob\n")
-        return parse(lines, source, region)
+        try:
+            return parse(lines, source, region)
+        finally:
+            with open(source, "a") as editor:
+                editor.write(rest)
 
     monkeypatch.setattr(callers, "parse_directory", parse_while_an_editor_writes)
     with pytest.raises(callers.FileChanging, match="changed while it was read"):
