@@ -60,7 +60,7 @@ class StderrWriter:
     def __init__(self) -> None:
         self.reset()
         os.register_at_fork(after_in_child=self.reset)  # a child's backlog is its parent's to write
-        self.on_drop: Callable[[], None] = lambda: None  # counts one dropped line (metrics.py sets it)
+        self.on_drop: Callable[[int], None] = lambda lines: None  # counts dropped lines (metrics.py sets it)
         self.note_format: Callable[[logging.LogRecord], str] = logging.Formatter().format
 
     def reset(self) -> None:
@@ -70,6 +70,7 @@ class StderrWriter:
         self.pending: deque[bytes] = deque()
         self.pending_bytes = 0
         self.dropped = 0  # lines dropped since the last "dropped" line
+        self.uncounted = 0  # lines dropped and not yet given to on_drop
         self.retrying = False
         self.target: tuple[int, int] | None = None  # (device, inode) of what fd 2 was when opened
         self.write: Callable[[bytes], int] = lambda data: os.write(2, data)
@@ -108,6 +109,10 @@ class StderrWriter:
                 self.flush()
             finally:
                 self.busy = False
+            if self.uncounted:  # counted here, never from a signal handler inside a metrics update
+                lines, self.uncounted = self.uncounted, 0
+                with contextlib.suppress(Exception):  # a metrics problem must not stop logging
+                    self.on_drop(lines)
             if self.pending and not self.retrying:
                 self.retrying = True
                 threading.Thread(target=self.retry, name="stderr-retry", daemon=True).start()
@@ -115,8 +120,7 @@ class StderrWriter:
     def queue(self, line: bytes) -> None:
         if self.pending_bytes + len(line) > MAX_PENDING_BYTES:
             self.dropped += 1
-            with contextlib.suppress(Exception):  # a metrics problem must not stop logging
-                self.on_drop()
+            self.uncounted += 1
             return
         self.pending.append(line)
         self.pending_bytes += len(line)

@@ -139,20 +139,20 @@ class JsonErrorLog(glogging.Logger):
             handler.setFormatter(JsonFormatter())
 
 
-def count_dropped_log_lines_of_the_master() -> None:
-    """Count one log line the master dropped, in its own metrics file (made at its first drop)."""
+def count_dropped_log_lines_of_the_master(lines: int) -> None:
+    """Count log lines the master dropped, in its own metrics file (made at its first drop)."""
     global master_dropped_lines
     if master_dropped_lines is None:
         import metrics_folder
 
         folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
         if not folder or metrics_folder.reserve(folder, os.getpid()):
-            master_dropped_lines = lambda: None  # noqa: E731 - no folder to count in: not counted
+            master_dropped_lines = lambda lines: None  # noqa: E731 - no folder to count in: not counted
         else:
             from metrics import dropped_log_lines_counter
 
             master_dropped_lines = dropped_log_lines_counter(None).inc
-    master_dropped_lines()
+    master_dropped_lines(lines)
 
 
 master_dropped_lines = None

@@ -157,6 +157,8 @@ import sys, time
 sys.path.insert(0, sys.argv[1])
 import logs
 logs.configure_logging(production=True)
+counted = []
+logs.STDERR.on_drop = counted.append  # what metrics.py gives responder_log_lines_dropped_total
 started = time.monotonic()
 for n in range(2000):
     logs.log.info("line %d", n)
@@ -164,6 +166,7 @@ print(f"{time.monotonic() - started:.3f}", flush=True)
 end = time.monotonic() + 10  # the test reads stderr from now on: wait for the backlog to be written
 while (logs.STDERR.pending or logs.STDERR.dropped) and time.monotonic() < end:
     time.sleep(0.05)
+print(sum(counted), flush=True)
 """
 
 
@@ -192,6 +195,7 @@ def test_every_line_is_either_written_once_the_pipe_drains_or_counted_as_dropped
         assert seconds < 2
         stderr.drain()
         wait_until(lambda: child.poll() is not None, 10, "the child's exit")
+        counted = int(child.stdout.readline())
         wait_until(lambda: DROPPED.search(stderr.text), 2, "the dropped-lines line")
     finally:
         reap(child, grace=0)
@@ -200,5 +204,5 @@ def test_every_line_is_either_written_once_the_pipe_drains_or_counted_as_dropped
     written = re.findall(r'"msg":"line (\d+)"', stderr.text)
     (dropped,) = (int(n) for n in DROPPED.findall(stderr.text))
     print(f"{len(written)} written, {dropped} dropped")
-    assert len(written) + dropped == 2000 and dropped > 0
+    assert len(written) + dropped == 2000 and dropped == counted > 0
     assert [int(n) for n in written] == sorted(int(n) for n in written)  # in order, none twice
