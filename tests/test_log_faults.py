@@ -206,3 +206,29 @@ def test_every_line_is_either_written_once_the_pipe_drains_or_counted_as_dropped
     print(f"{len(written)} written, {dropped} dropped")
     assert len(written) + dropped == 2000 and dropped == counted > 0
     assert [int(n) for n in written] == sorted(int(n) for n in written)  # in order, none twice
+
+
+MASTER = """
+import os, sys
+sys.path.insert(0, sys.argv[1])
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[2]
+import serve
+serve.count_dropped_log_lines_of_the_master(3)
+serve.count_dropped_log_lines_of_the_master(4)
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+registry = CollectorRegistry()
+multiprocess.MultiProcessCollector(registry)
+print(generate_latest(registry).decode())
+"""
+
+
+def test_the_lines_the_master_drops_are_counted_in_its_own_metrics_file(tmp_path):
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", MASTER, str(REPO), str(folder)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert "responder_log_lines_dropped_total 7.0" in result.stdout.splitlines()
+    (counter,) = folder.glob("counter_*.db")  # the master's own, reserved like a worker's
+    assert counter.stat().st_size == 64 * 1024
