@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import logging
 import os
+import stat
 import tempfile
 import threading
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -31,6 +33,11 @@ SETTLE_SECONDS = 1.0  # a file modified more recently than this is still being w
 INLINE_RELOAD_BYTES = 16 * 1024
 YIELD_EVERY_ROWS = 256  # the parse lets other greenlets run this often (~6 ms of work)
 LAST_GOOD_NAME = "caller-directory.last-good.json"
+# Far above any real directory, low enough that two workers reloading the largest one at once stay inside
+# a 256 MiB pod: memory follows the rows (about 300 bytes each, twice that while a reload replaces them),
+# the bytes bound the text kept for the last good copy. A bigger file is refused from its size, unread.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_ROWS = 100_000
 
 log = logging.getLogger("responder")
 
@@ -75,18 +82,27 @@ class Directory:
         return len(self.names)
 
 
+PARSE_PROBLEMS = {
+    phonenumbers.NumberParseException.INVALID_COUNTRY_CODE: "an unknown country code, or none and no region to assume",
+    phonenumbers.NumberParseException.NOT_A_NUMBER: "it must be digits, with spaces, dots, dashes, brackets or a leading +",
+    phonenumbers.NumberParseException.TOO_SHORT_AFTER_IDD: "too few digits after the international prefix",
+    phonenumbers.NumberParseException.TOO_SHORT_NSN: "too few digits",
+    phonenumbers.NumberParseException.TOO_LONG: "too many digits",
+}
+
+
 def to_e164(number: str, region: str) -> str:
     """Normalise a phone number written in any common format to E.164."""
     try:
         parsed = phonenumbers.parse(number, region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"not a phone number ({exc})") from None  # the number itself stays out of logs
+    except phonenumbers.NumberParseException as exc:  # its own text numbers its codes: say it in ours
+        raise ValueError(f"not a phone number ({PARSE_PROBLEMS.get(exc.error_type, 'unreadable')})") from None
     if not phonenumbers.is_possible_number(parsed):
         raise ValueError("the number has the wrong number of digits for its country")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def parse_directory(lines: list[str], source: str, region: str) -> Directory:
+def parse_directory(lines: Iterable[str], source: str, region: str) -> Directory:
     """Parse CSV lines (header `number,name`) into a Directory; raise DirectoryError listing every bad row."""
     reader = csv.reader(lines)
     names: dict[str, str] = {}
@@ -98,6 +114,10 @@ def parse_directory(lines: list[str], source: str, region: str) -> Directory:
         if header is None or [h.strip().lower() for h in header] != ["number", "name"]:
             raise DirectoryError([f"{source}:1: the first line must be the header 'number,name'"])
         for count, row in enumerate(reader, 1):
+            if count > MAX_ROWS:
+                raise DirectoryError(
+                    [f"{source}: more than {MAX_ROWS:,} rows, over the caller directory's limit"]
+                )
             if count % YIELD_EVERY_ROWS == 0:
                 time.sleep(
                     0.0001
@@ -156,25 +176,67 @@ def file_stamp(path: str | Path) -> Stamp | None:
         return None
 
 
-def load_directory(path: str | Path, region: str) -> Directory:
-    """Read the caller directory CSV at `path`; raise FileChanging if it changed while being read."""
+def open_regular_file(path: str | Path) -> tuple[io.BufferedReader, Stamp]:
+    """Open the directory file without ever blocking; raise DirectoryError for anything but a small regular file."""
     try:
-        with open(path, "rb") as f:
-            before = stamp_of(os.fstat(f.fileno()))
-            data = f.read()
+        info = os.stat(path)
     except OSError as exc:
         raise DirectoryError([f"{path}: cannot read the caller directory ({exc.strerror})"]) from None
-    if file_stamp(path) != before:  # size, time or the file itself changed under the read
-        raise FileChanging([f"{path}: the file changed while it was read (written in place?)"])
+    refuse_unless_small_and_regular(path, info)
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise DirectoryError([f"{path}: the caller directory is not UTF-8 text"], before) from None
+        # O_NONBLOCK: a FIFO put there after the stat opens at once instead of waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DirectoryError(
+            [f"{path}: cannot read the caller directory ({exc.strerror})"], stamp_of(info)
+        ) from None
     try:
-        return replace(parse_directory(text.splitlines(), str(path), region), stamp=before, text=text)
-    except DirectoryError as exc:
-        exc.stamp = before
+        info = os.fstat(fd)
+        refuse_unless_small_and_regular(path, info)  # the file opened may not be the one that was checked
+    except BaseException:
+        os.close(fd)
         raise
+    return os.fdopen(fd, "rb"), stamp_of(info)
+
+
+def refuse_unless_small_and_regular(path: str | Path, info: os.stat_result) -> None:
+    """Raise DirectoryError for a FIFO, device or folder (a read could wait forever) or a file over the limit."""
+    if not stat.S_ISREG(info.st_mode):
+        raise DirectoryError(
+            [f"{path}: not a regular file (a FIFO, device or folder); CALLERS_FILE must name a CSV file"],
+            stamp_of(info),
+        )
+    if info.st_size > MAX_FILE_BYTES:
+        raise DirectoryError(
+            [
+                f"{path}: {info.st_size / 2**20:.1f} MiB, over the caller directory's limit of "
+                f"{MAX_FILE_BYTES // 2**20} MiB"
+            ],
+            stamp_of(info),
+        )
+
+
+def load_directory(path: str | Path, region: str) -> Directory:
+    """Read the caller directory CSV at `path` as a stream; raise FileChanging if it changed while being read."""
+    binary, before = open_regular_file(path)
+    problem: DirectoryError | None = None
+    with io.TextIOWrapper(binary, encoding="utf-8-sig", newline="") as f:
+        try:
+            directory = parse_directory(f, str(path), region)
+            f.seek(0)
+            text = f.read()  # for the last good copy: at most MAX_FILE_BYTES
+        except DirectoryError as exc:
+            problem = exc
+        except UnicodeDecodeError:
+            problem = DirectoryError([f"{path}: the caller directory is not UTF-8 text"])
+        except OSError as exc:
+            problem = DirectoryError([f"{path}: cannot read the caller directory ({exc.strerror})"])
+    if file_stamp(path) != before:  # size, time or the file itself changed under the read: not its fault
+        raise FileChanging([f"{path}: the file changed while it was read (written in place?)"])
+    if problem:
+        problem.stamp = before
+        raise problem
+    return replace(directory, stamp=before, text=text)
 
 
 class LastGood:
@@ -231,7 +293,7 @@ class WatchedDirectory:
         self.problem = directory.problem  # why the file's current version is not in use ('' if it is)
         self.on_load(len(directory), bool(self.problem))
         self.stamp = directory.stamp
-        self.checked_at = time.time()
+        self.checked_at = time.monotonic()  # a step of the wall clock never delays a check
         self.reloading = threading.Lock()
         self.thread: threading.Thread | None = None  # the last background reload
         for warning in directory.warnings:
@@ -239,7 +301,7 @@ class WatchedDirectory:
 
     def current(self) -> Directory:
         """Return the directory, re-reading its file when it changed (checked every few seconds)."""
-        now = time.time()
+        now = time.monotonic()
         if self.path and now - self.checked_at >= RECHECK_SECONDS:
             self.checked_at = now
             self.check()

@@ -9,6 +9,7 @@ ever holds a phone number, a body or a name.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 
@@ -25,7 +26,7 @@ from prometheus_client import (
 )
 
 import metrics_folder
-from logs import log
+from logs import STDERR, log
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 REFUSALS = {
@@ -46,6 +47,15 @@ def outcome_label(outcome: str) -> str:
     if kind == "error":
         return "error"
     return outcome.replace(":", "_")
+
+
+def dropped_log_lines_counter(registry: CollectorRegistry | None) -> Counter:
+    """Return the counter of log lines dropped while stderr was blocked (logs.py), on `registry`."""
+    return Counter(
+        "responder_log_lines_dropped",
+        "Log lines dropped because stderr was blocked (nobody read it).",
+        registry=registry,
+    )
 
 
 class Metrics:
@@ -95,6 +105,8 @@ class Metrics:
             "Caller directory reloads that failed (the previous directory was kept).",
             registry=registry,
         )
+        self.log_lines_dropped = dropped_log_lines_counter(registry)
+        STDERR.on_drop = self.log_lines_dropped.inc
         if registry is not None:
             ProcessCollector(registry=registry)
 
@@ -117,6 +129,9 @@ class Metrics:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
             ProcessCollector(registry=registry)  # the worker that answers this scrape
+            folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            with metrics_folder.scrape_lock(folder, fcntl.LOCK_SH):  # no exited worker folded meanwhile
+                return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
         return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
     def init_app(self, app: Flask) -> None:

@@ -6,6 +6,10 @@ metrics files and nothing else, and removes at exit the folder it made when none
 reserves its files' space before prometheus_client maps them: a write into an unallocated page of a
 mapped file on a full file system is a SIGBUS, which killed every worker as it booted.
 
+A dead worker's counters and histograms are folded into one archive file per kind (retire()), so the
+folder holds the live workers' files and two archives however many workers have died, and no count
+ever goes down: a scrape reads the folder under a shared lock that the fold takes exclusively.
+
 Importing this module imports no prometheus_client: that must wait until PROMETHEUS_MULTIPROC_DIR is set.
 """
 
@@ -16,11 +20,16 @@ import fcntl
 import os
 import re
 import shutil
+import struct
 import sys
 import tempfile
+from collections.abc import Iterator
 
 KINDS = ("counter", "histogram", "gauge_livemostrecent")  # prometheus_client's files for metrics.py's metrics
-OURS = re.compile(rf"(?:{'|'.join(KINDS)})_\d+\.db")
+SUMMED = ("counter", "histogram")  # the kinds whose samples add up across processes
+ARCHIVE = "archive"  # counter_archive.db: the summed samples of every dead worker
+OURS = re.compile(rf"(?:{'|'.join(KINDS)})_(?:\d+|{ARCHIVE})\.db")
+SCRAPE_LOCK = ".scrape.lock"
 RESERVED_BYTES = 1 << 16  # prometheus_client's initial size, grown only when full: ours use under 4 KiB
 DEFAULT_PREFIX = "sms-responder-metrics-"
 
@@ -115,3 +124,61 @@ def reserve(folder: str, pid: int) -> str:
                 os.unlink(path)
         return exc.strerror or str(exc)
     return ""
+
+
+@contextlib.contextmanager
+def scrape_lock(folder: str, kind: int) -> Iterator[None]:
+    """Hold the folder's scrape lock: shared while a scrape reads the files, exclusive while a fold changes them."""
+    try:
+        fd = os.open(os.path.join(folder, SCRAPE_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:  # a folder that cannot be written: nothing is folded in it either
+        yield
+        return
+    try:
+        fcntl.flock(fd, kind)
+        yield
+    finally:
+        os.close(fd)
+
+
+def retire(folder: str, pid: int) -> str:
+    """Fold a dead worker's counters and histograms into the archive files, remove its files; return any problem."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    with scrape_lock(folder, fcntl.LOCK_EX):
+        for kind in SUMMED:
+            dead = os.path.join(folder, f"{kind}_{pid}.db")
+            if not os.path.exists(dead):
+                continue
+            archive = os.path.join(folder, f"{kind}_{ARCHIVE}.db")
+            totals: dict[str, float] = {}
+            try:
+                for path in (archive, dead):
+                    if os.path.exists(path):
+                        for key, value, _, _ in MmapedDict.read_all_values_from_file(path):
+                            totals[key] = totals.get(key, 0.0) + value
+                replace_archive(archive, totals)
+                os.unlink(dead)
+            except (OSError, RuntimeError) as exc:  # full, or a corrupt file: its counts stay where they are
+                return f"cannot fold the exited worker {pid}'s {kind} metrics into {archive} ({exc})"
+    return ""
+
+
+def replace_archive(archive: str, totals: dict[str, float]) -> None:
+    """Write `totals` in prometheus_client's file format (mmap_dict.py) and rename it over `archive`."""
+    entries = []
+    for key, value in totals.items():
+        encoded = key.encode("utf-8")
+        padded = encoded + b" " * (8 - (len(encoded) + 4) % 8)
+        entries.append(struct.pack(f"i{len(padded)}sdd", len(encoded), padded, value, 0.0))
+    body = b"".join(entries)
+    # Written, not mapped: a full folder is an error here, never a SIGBUS in the master.
+    fd, temporary = tempfile.mkstemp(prefix=".archive-", dir=os.path.dirname(archive))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("ii", 8 + len(body), 0) + body)
+        os.replace(temporary, archive)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -145,13 +146,30 @@ def check_before_binding(server) -> None:
             file=sys.stderr,
         )
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir()  # before any worker imports prometheus_client
+    from logs import STDERR
+
+    STDERR.on_drop = count_dropped_log_lines_of_the_master
 
 
-def forget_worker_gauges(server, worker) -> None:
-    """gunicorn's child_exit: drop an exited worker's gauges from /metrics; its counters stay counted."""
+def retire_worker_metrics(server, worker) -> None:
+    """gunicorn's child_exit: drop an exited worker's gauges, fold its counters into the archive files."""
     from prometheus_client import multiprocess
 
+    import metrics_folder
+
     multiprocess.mark_process_dead(worker.pid)
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    problem = metrics_folder.retire(folder, worker.pid) if folder else ""
+    if problem:
+        server.log.warning("%s", problem)  # the error log never blocks the master (logs.py)
+
+
+def start_boot_clock(server, worker) -> None:
+    """gunicorn's pre_fork: date the new worker's heartbeat now, so that a worker that hangs at boot times out."""
+    # gunicorn 27.0.1 dates heartbeats by time.monotonic() but leaves a new worker's heartbeat file dated by
+    # the wall clock (mkstemp), decades ahead of the monotonic clock: until its first heartbeat, a worker
+    # (one blocked at boot in a read, say) was never timed out.
+    worker.tmp.notify()
 
 
 def yield_to_other_connections(worker, req, environ, resp) -> None:
@@ -168,10 +186,35 @@ class JsonErrorLog(glogging.Logger):
 
     def setup(self, cfg) -> None:
         super().setup(cfg)
-        from logs import JsonFormatter
+        from logs import JsonFormatter, StderrHandler
 
-        for handler in self.error_log.handlers:
+        for handler in list(self.error_log.handlers):
+            if type(handler) is logging.StreamHandler and handler.stream in (sys.stderr, sys.__stderr__):
+                # errorlog "-": a blocked stderr must not stop the master or a worker (logs.py)
+                self.error_log.removeHandler(handler)
+                handler = StderrHandler()
+                handler._gunicorn = True  # the handler gunicorn replaces when it sets up again (SIGHUP)
+                self.error_log.addHandler(handler)
             handler.setFormatter(JsonFormatter())
+
+
+def count_dropped_log_lines_of_the_master(lines: int) -> None:
+    """Count log lines the master dropped, in its own metrics file (made at its first drop)."""
+    global master_dropped_lines
+    if master_dropped_lines is None:
+        import metrics_folder
+
+        folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+        if not folder or metrics_folder.reserve(folder, os.getpid()):
+            master_dropped_lines = lambda lines: None  # noqa: E731 - no folder to count in: not counted
+        else:
+            from metrics import dropped_log_lines_counter
+
+            master_dropped_lines = dropped_log_lines_counter(None).inc
+    master_dropped_lines(lines)
+
+
+master_dropped_lines = None
 
 
 def webhook_url(settings) -> str:

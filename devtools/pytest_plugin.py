@@ -14,6 +14,7 @@ Which conversation: a test module's `pytest.mark.conversation("module:callable")
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import tempfile
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 import time_machine
 
+REAL_MONOTONIC = time.monotonic
 START = 1_800_000_000.0  # where the test clock stands still (2027-01-15), until a test moves it
 TEST_PUBLIC_URL = "https://sms.example.com"
 SCRIPT_CONVERSATION = re.compile(r"#\s*conversation:\s*(\S+)")
@@ -69,18 +71,40 @@ def check_target(target: str, where: str) -> None:
 
 
 class Clock:
-    """The test's frozen wall clock (time-machine): call it for the time, `advance` to move it."""
+    """The test's frozen clock: call it for the time; `advance` moves the wall clock and time.monotonic
+    (time-machine leaves the latter alone), as real time passing would; `step_wall_clock` moves the wall
+    clock alone, as an NTP step or an operator's `date -s` does."""
 
     def __init__(self, traveller):
         self.traveller = traveller
+        self.monotonic_offset = 0.0
 
     def __call__(self) -> float:
         return time.time()
 
     def advance(self, seconds: float) -> None:
         self.traveller.shift(seconds)
+        self.monotonic_offset += seconds
 
     shift = advance  # the terminal phone's scripts call shift
+
+    def step_wall_clock(self, seconds: float) -> None:
+        self.traveller.shift(seconds)
+
+    def monotonic(self) -> float:
+        return REAL_MONOTONIC() + self.monotonic_offset
+
+
+@contextlib.contextmanager
+def frozen_clock():
+    """Freeze the clock at START for a test; time.monotonic moves with `advance`."""
+    with time_machine.travel(START, tick=False) as traveller:
+        clock = Clock(traveller)
+        time.monotonic = clock.monotonic
+        try:
+            yield clock
+        finally:
+            time.monotonic = REAL_MONOTONIC
 
 
 def test_settings(conversation_target: str) -> dict:
@@ -120,8 +144,8 @@ def clock(request):
     """Freeze the clock; `clock.advance(seconds)` moves the service's and Twilio's clocks together."""
     if request.config.getoption("twilio_url"):
         pytest.skip(NEEDS_IN_PROCESS)
-    with time_machine.travel(START, tick=False) as traveller:
-        yield Clock(traveller)
+    with frozen_clock() as frozen:
+        yield frozen
 
 
 @pytest.fixture
@@ -207,9 +231,9 @@ class ChatItem(pytest.Item):
             check_target(target, f"{self.path.name}: conversation:")
         from devtools.simulator import twilio_for
 
-        with tempfile.TemporaryDirectory() as instance, time_machine.travel(START, tick=False) as traveller:
+        with tempfile.TemporaryDirectory() as instance, frozen_clock() as clock:
             app = build_app(target, Path(instance))
-            play_script(Phone(twilio_for(app), Clock(traveller), target="the in-process app"), self.path)
+            play_script(Phone(twilio_for(app), clock, target="the in-process app"), self.path)
 
     def script_conversation(self) -> str:
         """Return the conversation a `# conversation: module:callable` line names ('' for none)."""

@@ -116,28 +116,24 @@ def test_after_ten_bad_rows_the_rest_are_counted():
     assert caught.value.problems[10] == "callers.csv: 15 more bad rows"
 
 
-def test_a_file_rewritten_while_it_is_read_is_not_accepted(tmp_path, monkeypatch):
-    import builtins
-
+@pytest.mark.parametrize(
+    ("written", "rest"), [("", "+15005550102,Bob\n"), ("+1500555010", "2,Bob\n")]
+)  # the parse sees a good file, or a row cut short
+def test_a_file_rewritten_while_it_is_read_is_not_accepted(tmp_path, monkeypatch, written, rest):
     import callers
 
     path = tmp_path / "callers.csv"
-    path.write_text("number,name\n+15005550101,Ada\n")
+    path.write_text("number,name\n+15005550101,Ada\n" + written)
+    parse = callers.parse_directory
 
-    def open_while_an_editor_writes(file, mode="r", *args, **kwargs):
-        f = builtins.open(file, mode, *args, **kwargs)  # noqa: SIM115 - load_directory closes it
-        read = f.read
+    def parse_while_an_editor_writes(lines, source, region):
+        try:
+            return parse(lines, source, region)
+        finally:
+            with open(source, "a") as editor:
+                editor.write(rest)
 
-        def read_then_append(*a):
-            data = read(*a)
-            with builtins.open(file, "a") as editor:
-                editor.write("+15005550102,Bob\n")
-            return data
-
-        f.read = read_then_append
-        return f
-
-    monkeypatch.setattr(callers, "open", open_while_an_editor_writes, raising=False)
+    monkeypatch.setattr(callers, "parse_directory", parse_while_an_editor_writes)
     with pytest.raises(callers.FileChanging, match="changed while it was read"):
         load_directory(path, "US")
     monkeypatch.undo()
@@ -474,3 +470,33 @@ def test_a_copy_that_cannot_be_put_in_place_only_warns_even_when_its_temporary_i
     kept.save("callers.csv", callers.Directory(text="number,name\n"))
     assert caplog.records[-1].getMessage().endswith("(Invalid cross-device link)")
     assert os.listdir(tmp_path) == []
+
+
+def test_an_edit_made_after_the_wall_clock_steps_back_is_still_read(make_app, make_phone, clock, tmp_path):
+    directory = tmp_path / "callers.csv"
+    directory.write_text("number,name\n+15005550101,Ada\n")
+    app = make_app(CALLERS_FILE=str(directory))
+    clock.step_wall_clock(-3600)  # an NTP step back by an hour
+    rewrite(directory, "number,name\n+15005550101,Grace\n", clock)
+    clock.advance(6)  # real time passes: the 5 s recheck is due, whatever the wall clock says
+    assert make_phone(app).send("hi", ALICE, SERVICE).text.split(":")[0].endswith(" Grace")
+
+
+def test_a_number_that_is_not_one_is_explained_in_the_services_words():
+    with pytest.raises(DirectoryError) as caught:
+        parse_directory(["number,name", "call me,Bob", "+99 12345678,Cy"], "c.csv", "US")
+    assert caught.value.problems == [
+        "c.csv:2: not a phone number (it must be digits, with spaces, dots, dashes, brackets or a leading +)",
+        "c.csv:3: not a phone number (an unknown country code, or none and no region to assume)",
+    ]
+
+
+def test_a_directory_of_more_rows_than_the_limit_is_refused_without_parsing_the_rest(monkeypatch):
+    import callers
+
+    monkeypatch.setattr(callers, "MAX_ROWS", 3)
+    rows = ["number,name"] + [f"+1500555010{n},Person {n}" for n in range(3)]
+    assert len(parse_directory(rows, "c.csv", "US")) == 3
+    with pytest.raises(DirectoryError) as caught:
+        parse_directory([*rows, "not even a number,x"], "c.csv", "US")
+    assert caught.value.problems == ["c.csv: more than 3 rows, over the caller directory's limit"]

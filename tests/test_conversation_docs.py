@@ -4,6 +4,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 from helpers import REPO, shell_blocks
@@ -32,15 +33,28 @@ def project(tmp_path):
         if (REPO / name).is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, copy / name)
-    (copy / ".venv").symlink_to(REPO / ".venv")
-    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):  # make installs nothing here:
-        os.utime(copy / name, (0, 0))  # a reinstall from the copy would point the shared .venv at it
+    link_venv(copy / ".venv")
     (copy / "conversations" / "hello.py").write_text(
         python_block("docs/conversations.md", "# conversations/hello.py")
     )
     test = python_block("docs/testing-conversations.md", "# conversations/tests/test_hello.py")
     (copy / "conversations" / "tests" / "test_hello.py").write_text(test)
     return copy
+
+
+def link_venv(venv):
+    """Give the copy a .venv of links to the shared one, with install stamps of its own, all of one age: make
+    installs nothing there (a reinstall from the copy would point the shared venv's editable install at it)."""
+    (venv / "bin").mkdir(parents=True)
+    now = time.time()
+    for item in (REPO / ".venv" / "bin").iterdir():
+        if item.name.startswith("."):
+            (venv / "bin" / item.name).touch()
+            os.utime(venv / "bin" / item.name, (now, now))
+        else:
+            (venv / "bin" / item.name).symlink_to(item)
+    (venv / "lib").symlink_to(REPO / ".venv" / "lib")
+    shutil.copy(REPO / ".venv" / "pyvenv.cfg", venv / "pyvenv.cfg")
 
 
 def run(project, command: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess:

@@ -297,3 +297,54 @@ def test_a_reservation_that_fails_removes_only_the_files_it_made_and_says_why(
     assert metrics_folder.reserve(str(tmp_path), 812) == why
     assert not histogram.exists() and os.listdir(tmp_path) == [counter.name]
     assert counter.read_bytes().startswith(b"counts of this pid's previous worker")
+
+
+def counts_in(path: Path) -> dict[str, float]:
+    from prometheus_client.mmap_dict import MmapedDict
+
+    return {key: value for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path))}
+
+
+def worker_file(folder: Path, kind: str, pid: int, counts: dict[str, float]) -> None:
+    """Write a worker's metrics file as prometheus_client does."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    values = MmapedDict(str(folder / f"{kind}_{pid}.db"))
+    for key, value in counts.items():
+        values.write_value(key, value, 0.0)
+    values.close()
+
+
+def test_exited_workers_counts_are_added_to_one_archive_per_kind_and_their_files_removed(tmp_path):
+    worker_file(tmp_path, "counter", 812, {"reply": 3.0, "stop": 1.0})
+    worker_file(tmp_path, "histogram", 812, {"le=0.001": 2.0, "sum": 0.5})
+    worker_file(tmp_path, "counter", 813, {"reply": 4.0, "duplicate": 2.0})
+    (tmp_path / "gauge_livemostrecent_812.db").write_bytes(b"")  # mark_process_dead's to remove
+    assert metrics_folder.retire(str(tmp_path), 812) == ""
+    assert metrics_folder.retire(str(tmp_path), 813) == ""
+    assert counts_in(tmp_path / "counter_archive.db") == {"reply": 7.0, "stop": 1.0, "duplicate": 2.0}
+    assert counts_in(tmp_path / "histogram_archive.db") == {"le=0.001": 2.0, "sum": 0.5}
+    assert sorted(os.listdir(tmp_path)) == [
+        ".scrape.lock",
+        "counter_archive.db",
+        "gauge_livemostrecent_812.db",
+        "histogram_archive.db",
+    ]
+    assert metrics_folder.OURS.fullmatch("counter_archive.db")  # a previous run's archive is removed at start
+
+
+def test_a_fold_that_cannot_write_keeps_the_dead_workers_file_and_says_why(tmp_path, monkeypatch):
+    worker_file(tmp_path, "counter", 812, {"reply": 3.0})
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(metrics_folder.tempfile, "mkstemp", full)
+    assert metrics_folder.retire(str(tmp_path), 812) == (
+        f"cannot fold the exited worker 812's counter metrics into {tmp_path / 'counter_archive.db'} "
+        "([Errno 28] No space left on device)"
+    )
+    assert (
+        counts_in(tmp_path / "counter_812.db") == {"reply": 3.0}
+        and not (tmp_path / "counter_archive.db").exists()
+    )

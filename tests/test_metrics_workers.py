@@ -108,3 +108,48 @@ def test_the_metrics_folder_made_for_a_run_is_removed_when_the_server_stops(tmp_
     finally:
         assert server.stop() == 0
     assert not made.exists(), "left behind: gunicorn.conf.py needs on_exit = metrics_folder.remove_if_ours"
+
+
+KILLS = 20
+
+
+def replaced(server, killed: int) -> bool:
+    """Tell whether the killed worker is gone and another runs in its place (one look at the processes)."""
+    pids = server.pids()
+    return len(pids) == 3 and killed not in pids
+
+
+def test_the_files_of_killed_workers_are_folded_so_the_folder_stays_small_and_no_count_goes_down(tmp_path):
+    folder = tmp_path / "metrics"
+    env = {**served_settings(2), "PROMETHEUS_MULTIPROC_DIR": str(folder)}
+    with running_server("serve", env, tmp_path / "server.log") as server:
+        phone = Simulator(HttpTransport(), f"http://127.0.0.1:{server.port}/sms", token=TOKEN)
+        sent, totals, files, scrapes = 0, [], [], []
+        for kill in range(KILLS):
+            for _ in range(5):
+                assert phone.send("hello", f"+1500555{sent:04d}", SERVICE).status == 200
+                sent += 1
+            scraped = time.perf_counter()
+            totals.append(sum(webhook_counts(server.port).values()))
+            scrapes.append(time.perf_counter() - scraped)
+            killed = server.pids()[1 + kill % 2]
+            os.kill(killed, signal.SIGKILL)  # an OOM kill
+            wait_until(lambda: replaced(server, killed), 20, "a new worker")  # noqa: B023
+            totals.append(sum(webhook_counts(server.port).values()))
+            files.append(sorted(p.name for p in folder.glob("*.db")))
+        size = sum(p.stat().st_size for p in folder.glob("*.db"))
+        _, _, body = HttpTransport().request("GET", f"http://127.0.0.1:{server.port}/metrics", {}, b"")
+        timed = [
+            s.value
+            for family in text_string_to_metric_families(body.decode())
+            for s in family.samples
+            if s.name == "responder_webhook_duration_seconds_count"
+        ]
+    print(
+        f"\nafter {KILLS} worker kills: {len(files[-1])} files, {size / 1024:.0f} KiB; "
+        f"scrapes {min(scrapes) * 1000:.1f} to {max(scrapes) * 1000:.1f} ms"
+    )
+    assert totals == sorted(totals) and totals[-1] == sent == 5 * KILLS
+    assert timed == [sent]  # the histograms were summed too
+    assert all(len(names) <= 2 * 3 + 2 for names in files), files[-1]  # live workers' 3 each, 2 archives
+    assert "counter_archive.db" in files[-1] and "histogram_archive.db" in files[-1]
