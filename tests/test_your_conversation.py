@@ -6,7 +6,7 @@ import sys
 import textwrap
 
 import pytest
-from helpers import ALICE, REPO, SERVICE, cookie_of, echoed, plant_cookie, production_settings
+from helpers import ALICE, REPO, SERVICE, cookie_of, echoed, phone_at, plant_cookie, production_settings
 from probe_conversation import SECRET_DETAIL
 
 from config import ConfigError
@@ -229,3 +229,22 @@ def test_a_users_conversation_and_its_scripts_pass_against_make_serve(start_serv
     assert "needs the service in-process" in result.stdout
     log = json.dumps(server.log_path.read_text())
     assert "Ada" not in log and "94103" not in log  # what the texter typed stays out of the logs
+
+
+@pytest.mark.server
+def test_against_make_serve_a_conversations_bug_is_one_500_and_its_conversation_goes_on(start_server):
+    server = start_server(["make", "--no-print-directory", "-C", str(REPO), "serve"])
+    phone = phone_at(server.port)
+    assert phone.send("one", ALICE, SERVICE).text == echoed(1, "one")
+    failed = phone.send("raise", ALICE, SERVICE)
+    assert failed.status == 500 and failed.set_cookies == [] and SECRET_DETAIL not in failed.body.decode()
+    second = phone.send("two", ALICE, SERVICE)
+    assert second.text == echoed(2, "two")
+    assert phone.retry(second, "two", ALICE, SERVICE).text == second.text  # the probe repeats itself
+    assert phone.send("bye", ALICE, SERVICE).text == "bye" and phone.cookie_header(ALICE, SERVICE) == ""
+    lines = [json.loads(line) for line in server.log_path.read_text().splitlines() if '"webhook' in line]
+    assert [line["outcome"] for line in lines] == ["reply", "error:500", "reply", "duplicate", "reply"]
+    assert (
+        lines[1]["error"] == "the step raised RuntimeError"
+        and SECRET_DETAIL not in server.log_path.read_text()
+    )
