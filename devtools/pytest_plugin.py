@@ -189,13 +189,13 @@ def remote_twilio(config):
 
 
 @pytest.fixture
-def conversation_contract(conversation_target):
-    """Return a function that runs `make check`'s contract on the conversation (seeded): its defects."""
+def conversation_contract(conversation_target, tmp_path):
+    """Return a function that runs `make check`'s contract on the conversation, seeded: its first defect, or None."""
     from config import load_settings
     from contract import check_conversation
 
     def run(seed: int = 0, messages: int = 300):
-        settings = load_settings(test_settings(conversation_target), Path(tempfile.mkdtemp()) / "unused-key")
+        settings = load_settings(test_settings(conversation_target), tmp_path / "unused-key")
         return check_conversation(settings, seed=seed, messages=messages)
 
     return run
