@@ -22,6 +22,7 @@ import conversation
 from conversation import MAX_BODY_CHARS
 from greeting import DEFAULT_COUNT_REPLY, DEFAULT_GREETING, template_errors
 from key_strength import secret_problem
+from session_cookie import TWILIO_COOKIE_CAP_SECONDS
 
 # Every variable the service reads (WEB_CONCURRENCY belongs to serve.py's server, not to the app).
 VARIABLES = (
@@ -45,7 +46,6 @@ VARIABLES = (
 INSTANCE_PATH = Path(__file__).resolve().parent / "instance"  # the development key lives here (git-ignored)
 AUTH_TOKEN = re.compile(r"[0-9a-fA-F]{32}")  # what the Twilio Console shows
 HOST_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.IGNORECASE)
-TWILIO_COOKIE_CAP_SECONDS = 4 * 3600
 # Hosts copied from a template, never a webhook's: your-host, yourdomain.com, your-app..., host, domain.
 PLACEHOLDER_HOST = re.compile(
     r"your[-_]?(host|domain|app|server|site|service|url|name)[^.]*(\..*)?|host(name)?|domain"

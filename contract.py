@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 from flask import Flask
 
-from conversation import MAX_BODY_CHARS, Message
+from conversation import MAX_BODY_CHARS
 from turn import ConversationBug, Inbound, Progress, keyword_of, run_step, take_turn
 
 PHONES = ("+15005550101", "+15005550102", "+15005550103", "+447700900123", "+15005550105")
@@ -53,9 +53,9 @@ def through_the_cookie(state: dict) -> dict:
     return json.loads(json.dumps(state))
 
 
-MARATHON = (
-    200  # ordinary messages in one conversation: a state that grows by a few bytes each crosses the budget
-)
+# Ordinary messages in one conversation: a state growing by a few bytes each crosses the budget.
+MARATHON = 200
+START = 1_800_000_000  # where the simulated clock starts (Unix seconds)
 
 
 def check_conversation(settings, seed: int = 0, messages: int = 300) -> Defect | None:
@@ -66,7 +66,7 @@ def check_conversation(settings, seed: int = 0, messages: int = 300) -> Defect |
         return drive(settings, random.Random(seed), messages)
 
 
-def plan(rng: random.Random, messages: int) -> list[tuple[str, str, int | None]]:
+def plan(rng: random.Random, messages: int) -> list[tuple[str, str, int]]:
     """Return (phone, body, idle gap) to send: mixed phones and bodies, then a marathon on a new phone."""
     ordinary = [b for b in BODIES if not keyword_of(b)]
     mixed = [(rng.choice(PHONES), rng.choice(BODIES), rng.choice(GAPS)) for _ in range(messages)]
@@ -75,52 +75,56 @@ def plan(rng: random.Random, messages: int) -> list[tuple[str, str, int | None]]
 
 
 def drive(settings, rng: random.Random, messages: int) -> Defect | None:
-    """Text the conversation as planned; return the first defect (None: none found)."""
+    """Text the conversation as planned, on a simulated clock; return the first defect (None: none found)."""
     conversation = settings.conversation
     progress = dict.fromkeys((*PHONES, MARATHON_PHONE), Progress())
     last_sent: dict[str, Inbound] = {}
+    now = float(START)
     for number, (phone, body, gap) in enumerate(plan(rng, messages), 1):
-        if not progress[phone].count:
-            gap = None
-        elif gap > settings.idle_seconds:
-            progress[phone], gap = Progress(), None  # the cookie expired: a new conversation
-        inbound = last_sent.get(phone) if rng.random() < 0.1 else None  # Twilio retrying the last one
-        if inbound is None:
-            inbound = Inbound(
-                body=body,
-                sid_fingerprint=f"{number:012x}",
-                num_media=rng.choice((0, 0, 0, 1, 3)),
-                name="Friend",
-                sender=phone,
-                recipient=SERVICE,
-            )
+        now += gap
+        if progress[phone].count and now - progress[phone].last_at > settings.idle_seconds:
+            progress[phone] = Progress()  # the cookie expired: a new conversation
+        retried = last_sent.get(phone) if rng.random() < 0.1 else None  # Twilio retrying the last one
+        inbound = retried or Inbound(
+            body=body,
+            sid_fingerprint=f"{number:012x}",
+            num_media=rng.choice((0, 0, 0, 1, 3)),
+            name="Friend",
+            sender=phone,
+            recipient=SERVICE,
+        )
         before = progress[phone]
         try:
-            turn = take_turn(before, inbound, gap, conversation, settings.help_text)
-            problem = ""
-            if turn.outcome == "reply":
-                message = Message(
-                    inbound.body, inbound.name, phone, SERVICE, inbound.num_media, turn.count, gap
-                )
-                problem = repeatability(conversation, before.state, message, turn)
+            turn = take_turn(before, inbound, now, conversation, settings.help_text)
+            problem = repeatability(conversation, before.state, turn) if turn.outcome == "reply" else ""
         except ConversationBug as bug:
             problem = bug.problem
         if problem:
-            return Defect(number, phone, before.count + 1, inbound.body, problem)
+            count = (
+                before.count
+                if retried and before.last_sid_fingerprint == inbound.sid_fingerprint
+                else before.count + 1
+            )
+            return Defect(number, phone, count, inbound.body, problem)
         last_sent[phone] = inbound
         kept = turn.progress
         progress[phone] = Progress() if kept is None else replace(kept, state=through_the_cookie(kept.state))
     return None
 
 
-def repeatability(conversation, state: dict, message: Message, turn) -> str:
+def repeatability(conversation, state: dict, turn) -> str:
     """Return how a step's answer breaks the contract when run again on the same state and message ('' if not)."""
-    text, new_state = run_step(conversation, copy.deepcopy(state), message)
+    text, new_state = run_step(conversation, state, turn.message)
     if len(text.strip()) > MAX_BODY_CHARS:
         return f"a reply of {len(text.strip()):,} characters, over Twilio's {MAX_BODY_CHARS:,}: it would be trimmed"
     kept = None if turn.progress is None else turn.progress.state
     if text.strip() != turn.reply or new_state != kept:
         return "another reply or state for the same state and message: a step must be deterministic (Twilio retries)"
-    if conversation.repeat and kept is not None and conversation.repeat(copy.deepcopy(kept), message) != text:
-        return "its repeat says something else than the reply it repeats"
+    if conversation.repeat and kept is not None:
+        try:
+            repeated = conversation.repeat(copy.deepcopy(kept), turn.message)
+        except Exception as exc:
+            return f"its repeat raised {type(exc).__name__}"
+        if repeated != text:
+            return "its repeat says something else than the reply it repeats"
     return ""

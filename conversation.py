@@ -10,12 +10,11 @@ state and message: a retried webhook is answered by running it again on the same
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
-
-from werkzeug.utils import ImportStringError, import_string
 
 MAX_BODY_CHARS = 1600  # Twilio's limit for one outbound message body
 STATE_BUDGET_BYTES = 1024  # a state's compact JSON; the cookie then stays well within 2,048 characters
@@ -53,7 +52,7 @@ class Conversation:
     """A loaded conversation: its step, what it is called, the key its cookies carry, and its repeat."""
 
     step: Callable[[dict, Message], Reply | tuple]
-    name: str  # module:callable, as the logs and messages say it
+    name: str  # module:callable, as CONVERSATION names it
     key: str  # short hash of its name and declared version: another conversation's cookie never fits
     repeat: Callable[[dict, Message], str] | None = None  # the reply already sent for the state's message
 
@@ -68,18 +67,24 @@ def load(target: str) -> Conversation:
     module_name, colon, attribute = target.strip().partition(":")
     if not (module_name and colon and attribute):
         raise ConversationError(f"{target!r} is not module:callable (e.g. conversations.survey:step)")
+    # importlib rather than werkzeug's import_string: a missing module must read apart from a missing
+    # dependency of the module, and import_string tries the module twice under two names.
     try:
-        step = import_string(f"{module_name}:{attribute}")
-    except ImportStringError as exc:
-        cause = exc.exception
-        if isinstance(cause, ModuleNotFoundError) and module_name.startswith(cause.name or "\0"):
-            raise ConversationError(f"no module named {cause.name!r}; {WHERE_IT_GOES}") from None
-        raise ConversationError(f"module {module_name!r} has no attribute {attribute!r}") from None
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name + ".").startswith(exc.name + "."):  # the module or a package of its path
+            raise ConversationError(f"no module named {exc.name!r}; {WHERE_IT_GOES}") from None
+        raise ConversationError(
+            f"importing {module_name!r} raised ModuleNotFoundError: no module named {exc.name!r}"
+        ) from None
     except Exception as exc:  # the module itself raised while being imported
         raise ConversationError(f"importing {module_name!r} raised {type(exc).__name__}") from None
+    step = getattr(module, attribute, None)
+    if step is None:
+        raise ConversationError(f"module {module_name!r} has no attribute {attribute!r}")
     if not callable(step):
         raise ConversationError(f"{target!r} is a {type(step).__name__}, not a callable step(state, message)")
-    name = f"{getattr(step, '__module__', module_name)}:{getattr(step, '__qualname__', attribute)}"
+    name = f"{module_name}:{attribute}"  # as configured: two lambdas or wrappers never share a key
     return Conversation(
         step=step,
         name=name,
@@ -96,6 +101,8 @@ def state_problem(state: object) -> str:
         text = json.dumps(state, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError):
         return "state holds a value JSON cannot carry (use str, int, float, bool, None, list and dict)"
+    except Exception as exc:  # nested too deep for the encoder, a dict subclass that raises, ...
+        return f"state cannot be written as JSON ({type(exc).__name__})"
     if json.loads(text) != state:  # int keys, tuples: JSON would hand back something else
         return "state does not survive JSON unchanged (dict keys must be str; lists, not tuples)"
     if len(text) > STATE_BUDGET_BYTES:

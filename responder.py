@@ -85,28 +85,28 @@ def sms() -> Response:
         sender=sender,
         recipient=recipient,
     )
-    saved = session._get_current_object()  # opened after the signature passed
-    idle_seconds = None if saved.signed_at is None else max(0.0, time.time() - saved.signed_at)
+    conversation_session = session._get_current_object()  # opened after the signature passed
     try:
         turn = take_turn(
-            read_progress(saved),
+            read_progress(conversation_session),
             inbound,
-            idle_seconds,
+            time.time(),
             responder.conversation,
             current_app.config["HELP_TEXT"],
         )
     except ConversationBug as bug:
         raise ConversationFailed(bug.problem) from None
-    write_progress(saved, turn.progress)
+    write_progress(conversation_session, turn.progress)
 
     context = g._get_current_object()
-    fresh = context.fresh = saved.fresh_reason
+    fresh_reason = context.fresh = conversation_session.fresh_reason
     context.outcome = turn.outcome
-    line = {"sid": sid, "pair": saved.pair[:12], "outcome": turn.outcome, "count": turn.count}
-    if fresh:
-        line["fresh"] = fresh
+    line = {"sid": sid, "pair": conversation_session.pair[:12], "outcome": turn.outcome, "count": turn.count}
+    if fresh_reason:
+        line["fresh"] = fresh_reason
     line["ms"] = round((time.perf_counter() - started) * 1000, 2)
-    log.log(logging.WARNING if fresh not in ("", "new") else logging.INFO, "webhook", extra={"webhook": line})
+    level = logging.WARNING if fresh_reason not in ("", "new") else logging.INFO
+    log.log(level, "webhook", extra={"webhook": line})
     return twiml_response(turn.reply)
 
 

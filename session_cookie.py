@@ -1,7 +1,8 @@
 """Flask's signed session cookie as the conversation store: versioned, bound to its number pair and conversation.
 
 The cookie holds {"v": format, "p": keyed hash of (From, To), "c": the conversation's key, "n": count,
-"m": last MessageSid fingerprint, "s": the conversation's state}, signed by Flask's own serializer
+"m": last MessageSid fingerprint, "t": when the last counted message came, "s": the conversation's
+state}, signed by Flask's own serializer
 (itsdangerous) with its timestamp. The session opens only for a webhook whose signature passed, so a
 forged request never costs a cookie verification.
 """
@@ -45,20 +46,20 @@ def is_conversation(data: object) -> bool:
         and isinstance(data.get("n"), int)
         and data["n"] >= 0
         and isinstance(data.get("m"), str)
+        and isinstance(data.get("t"), int)
         and isinstance(data.get("s"), dict)
     )
 
 
 class ConversationSession(SecureCookieSession):
-    """One pair's saved conversation (`n`, `m`, `s`), with the pair it is bound to and why it opened empty.
+    """One pair's saved conversation (`n`, `m`, `t`, `s`), with the pair it is bound to and why it opened empty.
 
     `pair` is '' for a request that is no readable, signed webhook: such a session is never written.
-    `fresh_reason` is '' when it continues a conversation; `signed_at` is when its cookie was written.
+    `fresh_reason` is '' when it continues a conversation.
     """
 
     pair: str = ""
     fresh_reason: str = ""
-    signed_at: float | None = None
 
     @property
     def permanent(self) -> bool:  # always: every cookie carries Max-Age, nothing to store for it
@@ -73,7 +74,9 @@ def read_progress(session: ConversationSession) -> Progress:
     """Read the saved conversation from the session (empty: a fresh one): the one read at the cookie boundary."""
     if not session:
         return Progress()
-    return Progress(count=session["n"], last_sid_fingerprint=session["m"], state=session["s"])
+    return Progress(
+        count=session["n"], last_sid_fingerprint=session["m"], state=session["s"], last_at=session["t"]
+    )
 
 
 def write_progress(session: ConversationSession, progress: Progress | None) -> None:
@@ -81,7 +84,9 @@ def write_progress(session: ConversationSession, progress: Progress | None) -> N
     if progress is None:
         session.clear()
     else:
-        session.update(n=progress.count, m=progress.last_sid_fingerprint, s=progress.state)
+        session.update(
+            n=progress.count, m=progress.last_sid_fingerprint, t=progress.last_at, s=progress.state
+        )
 
 
 class ConversationSessionInterface(SecureCookieSessionInterface):
@@ -95,41 +100,40 @@ class ConversationSessionInterface(SecureCookieSessionInterface):
 
     def open_session(self, app: Flask, request: Request) -> ConversationSession:
         numbers = getattr(request, "number_pair", None)
-        if numbers is None or not self.guard.passes(request):  # the view refuses it: no cookie work
+        if numbers is None or self.guard.refusal(request):  # the view refuses it: no cookie work
             return self.session_class()
-        data, pair, fresh_reason, signed_at = self.verify(app, request, *numbers)
+        data, pair, fresh_reason = self.verify(app, request, *numbers)
         session = self.session_class(data)
-        session.pair, session.fresh_reason, session.signed_at = pair, fresh_reason, signed_at
+        session.pair, session.fresh_reason = pair, fresh_reason
         return session
 
     def verify(self, app: Flask, request: Request, sender: str, recipient: str) -> tuple:
-        """Verify the request's cookie: (what it saved, the pair's hash, why it is empty, when it was signed)."""
+        """Verify the request's cookie: (what it saved, the pair's hash, why it is empty)."""
         keys = [app.secret_key, *(app.config["SECRET_KEY_FALLBACKS"] or ())]
         pair = pair_hash(keys[0], sender, recipient)
         value = request.cookies.get(self.get_cookie_name(app))
         if not value:
-            return {}, pair, "new", None
+            return {}, pair, "new"
         try:
             data, signed_at = self.get_signing_serializer(app).loads(value, return_timestamp=True)
         except BadPayload:  # signed by us, yet not a payload the serializer can read
-            return {}, pair, "garbage", None
+            return {}, pair, "garbage"
         except BadData:
-            return {}, pair, "bad_signature" if "." in value else "garbage", None
-        signed_at = signed_at.timestamp()
-        age = time.time() - signed_at
+            return {}, pair, "bad_signature" if "." in value else "garbage"
+        age = time.time() - signed_at.timestamp()
         if age < -MAX_CLOCK_SKEW_SECONDS:
-            return {}, pair, "clock_future", None
+            return {}, pair, "clock_future"
         if age > TWILIO_COOKIE_CAP_SECONDS + MAX_CLOCK_SKEW_SECONDS:
-            return {}, pair, "clock_past", None
+            return {}, pair, "clock_past"
         if age > app.permanent_session_lifetime.total_seconds():
-            return {}, pair, "expired", None
+            return {}, pair, "expired"
         if not is_conversation(data):  # signed by us, but not in the format this version writes
-            return {}, pair, "old_format", None
+            return {}, pair, "old_format"
         if data["p"] != pair and data["p"] not in [pair_hash(k, sender, recipient) for k in keys[1:]]:
-            return {}, pair, "other_pair", None
+            return {}, pair, "other_pair"
         if data["c"] != self.conversation_key:  # another conversation (or version) wrote it
-            return {}, pair, "other_conversation", None
-        return {"n": data["n"], "m": data["m"], "s": data["s"]}, pair, "", signed_at
+            return {}, pair, "other_conversation"
+        return {"n": data["n"], "m": data["m"], "t": data["t"], "s": data["s"]}, pair, ""
 
     def save_session(self, app: Flask, session: ConversationSession, response: Response) -> None:
         if session.accessed:

@@ -105,10 +105,6 @@ class SignatureGuard:
         if refusal := self.refusal(request):
             raise refusal
 
-    def passes(self, request: Request) -> bool:
-        """Tell whether the request's signature passed (checked once per request)."""
-        return self.refusal(request) is None
-
     def refusal(self, request: Request) -> SignatureRefused | None:
         """Check the request's signature once; return why it is refused, or None when it passes."""
         try:
@@ -118,6 +114,7 @@ class SignatureGuard:
             return refusal
 
     def judge(self, request: Request) -> SignatureRefused | None:
+        """Check the signature: a refusal saying why, or None when it passes (or checks are off)."""
         if not self.validators:
             return None
         signature = request.headers.get("X-Twilio-Signature", "")

@@ -5,6 +5,7 @@ No Flask, no cookie: the saved Progress comes in and goes out as plain values.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ class Progress:
     count: int = 0
     last_sid_fingerprint: str = ""  # fingerprint of the last counted MessageSid
     state: dict = field(default_factory=dict)  # what the conversation's last reply kept
+    last_at: int = 0  # when the last counted message arrived (Unix seconds): HELP and retries leave it
 
 
 @dataclass(frozen=True)
@@ -52,9 +54,10 @@ class Turn:
     """The outcome of one message: the reply ('' for none), what to keep (None: delete it), and why."""
 
     reply: str
-    progress: Progress | None
+    progress: Progress | None  # None: the conversation ends, its cookie is deleted
     outcome: str
     count: int = 0  # the message's number in the conversation (0: a keyword outside it)
+    message: Message | None = None  # what the conversation was handed (None: it was not called)
 
 
 def fingerprint(message_sid: str) -> str:
@@ -86,10 +89,8 @@ def keyword_of(body: str, opt_out_type: str = "") -> str:
 
 def run_step(conversation: Conversation, state: dict, message: Message) -> tuple[str, dict | None]:
     """Call the conversation's step; raise ConversationBug for a raise or an answer it cannot give."""
-    try:
-        answer = conversation.step(
-            dict(state), message
-        )  # a copy: a step that mutates its state keeps nothing
+    try:  # on a copy: a step that mutates its state in place keeps nothing it did not return
+        answer = conversation.step(copy.deepcopy(state), message)
     except Exception as exc:
         raise ConversationBug(f"the step raised {type(exc).__name__}") from None
     if not (isinstance(answer, tuple) and len(answer) == 2):
@@ -103,13 +104,9 @@ def run_step(conversation: Conversation, state: dict, message: Message) -> tuple
 
 
 def take_turn(
-    progress: Progress,
-    inbound: Inbound,
-    idle_seconds: float | None,
-    conversation: Conversation,
-    help_text: str,
+    progress: Progress, inbound: Inbound, now: float, conversation: Conversation, help_text: str
 ) -> Turn:
-    """Apply one inbound message: keywords and retries as the service owns them, else the conversation's step."""
+    """Apply one message arriving at `now`: keywords and retries as the service owns them, else the step."""
     keyword = keyword_of(inbound.body, inbound.opt_out_type)
     if keyword in ("STOP", "START"):
         return Turn("", None, f"keyword:{keyword.lower()}")
@@ -120,6 +117,8 @@ def take_turn(
 
     is_retry = bool(inbound.sid_fingerprint) and inbound.sid_fingerprint == progress.last_sid_fingerprint
     count = progress.count if is_retry else progress.count + 1
+    # Since the last counted message (None when new); never negative when another instance's clock is ahead.
+    idle_seconds = max(0.0, float(now - progress.last_at)) if progress.count else None
     message = Message(
         body=inbound.body,
         name=inbound.name,
@@ -131,10 +130,12 @@ def take_turn(
     )
     if is_retry:  # Twilio got the first answer: never advance; repeat it where the conversation can
         try:
-            again = conversation.repeat(dict(progress.state), message) if conversation.repeat else ""
+            repeated = (
+                conversation.repeat(copy.deepcopy(progress.state), message) if conversation.repeat else ""
+            )
         except Exception as exc:
             raise ConversationBug(f"the repeat raised {type(exc).__name__}") from None
-        return Turn(fit(again if isinstance(again, str) else ""), progress, "duplicate", count)
+        return Turn(fit(repeated if isinstance(repeated, str) else ""), progress, "duplicate", count, message)
     text, state = run_step(conversation, progress.state, message)
-    kept = None if state is None else Progress(count, inbound.sid_fingerprint, state)
-    return Turn(fit(text), kept, "reply", count)
+    kept = None if state is None else Progress(count, inbound.sid_fingerprint, state, int(now))
+    return Turn(fit(text), kept, "reply", count, message)

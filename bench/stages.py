@@ -82,7 +82,7 @@ def stage_by_stage(app, webhooks) -> dict[str, float]:
     from flask import g, request
     from flask.ctx import RequestContext
 
-    from conversation import DEFAULT_NAME, Message
+    from conversation import DEFAULT_NAME
     from logs import log
     from responder import MAX_SID_CHARS, media_count
     from session_cookie import read_progress, write_progress
@@ -111,14 +111,11 @@ def stage_by_stage(app, webhooks) -> dict[str, float]:
             sid = fields.first("MessageSid")[:MAX_SID_CHARS]
             inbound = Inbound(fields.first("Body"), fingerprint(sid), media_count(fields.first("NumMedia", "0")),
                               fields.first("OptOutType"), name, sender, recipient)  # fmt: skip
-            idle = time.time() - saved.signed_at
-            turn = take_turn(
-                read_progress(saved), inbound, idle, responder.conversation, app.config["HELP_TEXT"]
-            )
+            progress = read_progress(saved)
+            turn = take_turn(progress, inbound, time.time(), responder.conversation, app.config["HELP_TEXT"])
             write_progress(saved, turn.progress)
             t5 = clock()
-            message = Message(inbound.body, name, sender, recipient, inbound.num_media, turn.count, idle)
-            responder.conversation.step(dict(turn.progress.state), message)
+            responder.conversation.step(dict(progress.state), turn.message)
             step_ns = clock() - t5
             t5 = clock()
             response = twiml_response(turn.reply)

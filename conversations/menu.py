@@ -48,13 +48,17 @@ def step(state: dict, message: Message) -> Reply:
     """Move through the menu by number; MENU goes to the top, BACK one level up."""
     path = list(state.get("path", []))
     word = message.body.strip().upper()
+    try:
+        entry_at(path)
+    except (IndexError, TypeError):  # the menu changed under a live conversation: back to the top
+        path, state = [], {}
     if not state or word == "MENU":
         return Reply(listing([]), {"path": []})
     if word == "BACK":
         path = path[:-1]
         return Reply(listing(path), {"path": path})
     options = entry_at(path)[2]
-    if not (word.isdigit() and 1 <= int(word) <= len(options)):
+    if not (word.isascii() and word.isdigit() and 1 <= int(word) <= len(options)):  # "²" is a digit too
         return Reply(f"{NOT_UNDERSTOOD}\n{listing(path)}", state)
     chosen = options[int(word) - 1]
     if chosen[2]:  # a sub-menu: go into it

@@ -58,7 +58,7 @@ class Phone:
     """A texter's phone: who is texting whom, through which simulated Twilio."""
 
     twilio: Simulator
-    clock: time_machine.Traveller  # moves this process's clock: the simulated Twilio and an in-process app
+    clock: object  # has shift(seconds), moving this process's clock: a time-machine Traveller, the plugin's Clock
     sender: str = DEFAULT_FROM
     to: str = DEFAULT_TO
     media: list[str] = field(default_factory=list)

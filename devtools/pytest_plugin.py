@@ -52,7 +52,9 @@ def pytest_configure(config) -> None:
     )
     target = chosen_conversation(config)
     if target:
-        check_target(target, "--conversation")
+        check_target(
+            target, "--conversation" if config.getoption("conversation") else "ini option conversation ="
+        )
 
 
 def chosen_conversation(config) -> str:
@@ -107,7 +109,13 @@ def frozen_clock():
             time.monotonic = REAL_MONOTONIC
 
 
-def test_settings(conversation_target: str) -> dict:
+def in_process_only(config) -> None:
+    """Skip a test that needs the service in-process when the tests play against a running server."""
+    if config.getoption("twilio_url"):
+        pytest.skip(NEEDS_IN_PROCESS)
+
+
+def service_settings(conversation_target: str) -> dict:
     """Return settings for an in-process service: every variable set (no .env leaks in), fresh test keys."""
     from config import VARIABLES
 
@@ -126,7 +134,7 @@ def build_app(conversation_target: str, instance_path: Path):
     """Build the service in-process with test settings and the conversation."""
     from responder import create_app
 
-    return create_app(test_settings(conversation_target), instance_path=str(instance_path))
+    return create_app(service_settings(conversation_target), instance_path=str(instance_path))
 
 
 @pytest.fixture
@@ -142,8 +150,7 @@ def conversation_target(request) -> str:
 @pytest.fixture
 def clock(request):
     """Freeze the clock; `clock.advance(seconds)` moves the service's and Twilio's clocks together."""
-    if request.config.getoption("twilio_url"):
-        pytest.skip(NEEDS_IN_PROCESS)
+    in_process_only(request.config)
     with frozen_clock() as frozen:
         yield frozen
 
@@ -151,8 +158,7 @@ def clock(request):
 @pytest.fixture
 def app(request, conversation_target, tmp_path):
     """The service in-process, with test settings and the conversation under test."""
-    if request.config.getoption("twilio_url"):
-        pytest.skip(NEEDS_IN_PROCESS)
+    in_process_only(request.config)
     return build_app(conversation_target, tmp_path / "instance")
 
 
@@ -195,7 +201,7 @@ def conversation_contract(conversation_target, tmp_path):
     from contract import check_conversation
 
     def run(seed: int = 0, messages: int = 300):
-        settings = load_settings(test_settings(conversation_target), tmp_path / "unused-key")
+        settings = load_settings(service_settings(conversation_target), tmp_path / "unused-key")
         return check_conversation(settings, seed=seed, messages=messages)
 
     return run

@@ -25,6 +25,11 @@ def echo(state, message):
         return Reply("too big", {"notes": SECRET_DETAIL * 100})
     if message.body == "grow":
         return Reply("growing", {**state, f"k{len(state)}": "y" * 100})
+    if message.body == "deep":  # nested past what the JSON encoder can write
+        deep: dict = {}
+        for _ in range(100_000):
+            deep = {"a": deep}
+        return Reply("deep", deep)
     if message.body == "set":
         return Reply("not json", {"seen": {1, 2}})
     if message.body == "bye":

@@ -3,23 +3,25 @@
 import pytest
 from probe_conversation import SECRET_DETAIL
 
-from conversation import ConversationError, fit, load
+from conversation import Conversation, ConversationError, fit, load
 from turn import RESET_REPLY, ConversationBug, Inbound, Progress, keyword_of, take_turn
 
 ECHO = load("probe_conversation:echo")
 FORGETFUL = load("probe_conversation:forgetful")
 
 
-def say(body="hello", progress=None, conversation=ECHO, help_text="", idle=None, **fields):
-    return take_turn(
-        progress or Progress(), Inbound(body=body, name="Ada", **fields), idle, conversation, help_text
-    )
+NOW = 1_800_000_000
+
+
+def say(body="hello", progress=None, conversation=ECHO, help_text="", now=NOW, **fields):
+    inbound = Inbound(body=body, name="Ada", **fields)
+    return take_turn(progress or Progress(), inbound, now, conversation, help_text)
 
 
 def test_the_service_counts_and_the_conversation_keeps_its_state():
     first = say("hi", sid_fingerprint="a")
     assert first.reply == "#1 Ada: hi (turns=1)"
-    assert first.progress == Progress(count=1, last_sid_fingerprint="a", state={"turns": 1})
+    assert first.progress == Progress(count=1, last_sid_fingerprint="a", state={"turns": 1}, last_at=NOW)
     second = say("again", first.progress, sid_fingerprint="b")
     assert second.reply == "#2 Ada: again (turns=2)"
     assert (second.count, second.outcome) == (2, "reply")
@@ -104,8 +106,28 @@ def test_messages_without_a_sid_are_never_taken_for_retries():
 
 def test_media_and_idle_time_reach_the_conversation():
     assert say("look", num_media=3).reply == "#1 Ada: look +3 (turns=1)"
-    assert say("idle?", Progress(1, "", {}), idle=61.5).reply == "idle=61.5"
+    assert say("idle?", Progress(1, "", {}, last_at=NOW), now=NOW + 61.5).reply == "idle=61.5"
     assert say("idle?").reply == "idle=None"
+
+
+def test_help_and_retries_leave_the_time_of_the_last_counted_message():
+    first = say("one", sid_fingerprint="a")
+    assert first.progress.last_at == NOW
+    assert say("HELP", first.progress, now=NOW + 50).progress.last_at == NOW
+    assert say("one", first.progress, now=NOW + 50, sid_fingerprint="a").progress.last_at == NOW
+    assert say("idle?", first.progress, now=NOW + 100).reply == "idle=100.0"
+
+
+def test_a_step_that_changes_its_state_in_place_changes_only_what_it_returns():
+    def append(state, message):
+        state.setdefault("seen", []).append(message.body)
+        return "ok", {"seen": state["seen"][-2:]} if message.body == "trim" else state
+
+    appending = Conversation(step=append, name="test:append", key="k")
+    progress = say("a", conversation=appending).progress
+    kept = progress.state
+    second = say("b", progress, conversation=appending).progress
+    assert kept == {"seen": ["a"]} and second.state == {"seen": ["a", "b"]}  # the first state left untouched
 
 
 def test_a_plain_tuple_is_a_reply_and_an_empty_text_answers_nothing():
@@ -160,6 +182,26 @@ def test_a_conversation_that_cannot_run_is_refused_saying_why(target, why):
     with pytest.raises(ConversationError, match=None) as caught:
         load(target)
     assert why in str(caught.value)
+
+
+def test_a_missing_dependency_of_the_module_is_not_taken_for_a_missing_module(tmp_path, monkeypatch):
+    (tmp_path / "needs_more.py").write_text(
+        "import not_installed_anywhere\n\ndef step(state, message): ...\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConversationError) as caught:
+        load("needs_more:step")
+    assert str(caught.value) == (
+        "importing 'needs_more' raised ModuleNotFoundError: no module named 'not_installed_anywhere'"
+    )
+
+
+def test_two_callables_with_one_qualified_name_get_keys_of_their_own(tmp_path, monkeypatch):
+    (tmp_path / "lambdas.py").write_text(
+        "first = lambda state, message: ('1', {})\nsecond = lambda state, message: ('2', {})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert load("lambdas:first").key != load("lambdas:second").key
 
 
 def test_an_import_that_raises_is_named_by_its_exception_type(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from devtools.simulator import DEFAULT_FROM, DEFAULT_TO
         ("raise", "the step raised RuntimeError"),
         ("bloat", "state is 2,012 bytes of JSON, over the budget of 1,024"),
         ("set", "state holds a value JSON cannot carry (use str, int, float, bool, None, list and dict)"),
+        ("deep", "state cannot be written as JSON (RecursionError)"),
     ],
 )
 def test_a_conversations_bug_is_one_plain_500_one_log_line_and_no_cookie(
@@ -33,6 +34,7 @@ def test_a_conversations_bug_is_one_plain_500_one_log_line_and_no_cookie(
     assert [
         r.levelname for r in caplog.records if getattr(r, "webhook", {}).get("outcome") == "error:500"
     ] == ["WARNING"]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # never Flask's "Exception on /sms"
     everything = caplog.text + reply.body.decode()
     assert (
         SECRET_DETAIL not in everything
@@ -61,6 +63,17 @@ def test_the_conversation_gets_the_idle_time_since_the_previous_message(twilio, 
     assert twilio.send("idle?").text == "idle=None"
     clock.advance(90)
     assert twilio.send("idle?").text == "idle=90.0"
+
+
+def test_help_and_retries_are_not_messages_of_the_conversation_for_its_idle_time(twilio, clock):
+    twilio.send("HELP")  # before any message: the conversation is still new
+    assert twilio.send("idle?").text == "idle=None"
+    first = twilio.send("one")
+    clock.advance(50)
+    twilio.send("HELP")
+    twilio.retry(first, "one")
+    clock.advance(50)
+    assert twilio.send("idle?").text == "idle=100.0"
 
 
 def test_a_retry_with_the_cookie_from_before_the_answer_gets_the_same_reply_and_counts_once(twilio):

@@ -27,7 +27,7 @@ def test_a_number_opens_its_entry_and_back_and_menu_move_up(twilio):
 def test_an_unknown_choice_shows_the_menu_again(twilio):
     twilio.send("hi")
     twilio.send("3")
-    for choice in ("7", "0", "haircut", ""):
+    for choice in ("7", "0", "haircut", "", "²", "٣"):
         assert twilio.send(choice).text.startswith("Sorry, I didn't get that.\nPrices:\n1 Haircut")
     assert twilio.state() == {"path": [3]}
 
