@@ -209,7 +209,7 @@ def test_an_oversized_edit_is_never_read_and_the_last_good_directory_keeps_servi
         assert server.pids()[1:] == workers, f"a worker died:\n{server.log_tail()}"
         after = {pid: peak_memory_mib(pid) for pid in workers}
         print(f"\nworkers' peak memory before the edit {before} MiB, after it {after} MiB")
-        # A serving worker is about 38 MiB; one peaked at 60 in 1 of 6 runs (not understood: see the CHANGELOG);
+        # A serving worker is about 38 MiB; one peaked at 60 in 1 of 6 runs (why is not yet known);
         # reading the file whole took 211.
         assert max(after.values()) < 100
 
