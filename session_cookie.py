@@ -2,7 +2,7 @@
 
 The cookie holds {"v": format, "p": keyed hash of (From, To), "c": the conversation's key, "n": count,
 "m": last MessageSid fingerprint, "t": when the last counted message came, "s": the conversation's
-state}, signed by Flask's own serializer
+state}, in compact JSON signed by Flask's own signing serializer
 (itsdangerous) with its timestamp. The session opens only for a webhook whose signature passed, so a
 forged request never costs a cookie verification.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
 
 from flask import Flask, Request, Response, request
@@ -89,10 +90,25 @@ def write_progress(session: ConversationSession, progress: Progress | None) -> N
         )
 
 
+class CompactJSON:
+    """Plain compact JSON, itsdangerous' own default: a state holds JSON values only (checked before it is
+    kept), so Flask's tagged JSON, which also carries tuples, bytes and dates, has nothing to tag. It
+    measured 20 us of a 420 us webhook in bench/stages.py (cookie open and write), so it stays."""
+
+    @staticmethod
+    def loads(payload: str | bytes) -> object:
+        return json.loads(payload)
+
+    @staticmethod
+    def dumps(value: object) -> str:
+        return json.dumps(value, separators=(",", ":"))
+
+
 class ConversationSessionInterface(SecureCookieSessionInterface):
     """Open a signed webhook's conversation from its cookie and write it back with `Max-Age`."""
 
     session_class = ConversationSession
+    serializer = CompactJSON()
 
     def __init__(self, guard: SignatureGuard, conversation_key: str) -> None:
         self.guard = guard
