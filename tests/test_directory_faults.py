@@ -34,6 +34,15 @@ def settled(path) -> None:
     os.utime(path, (then, then))
 
 
+@contextlib.contextmanager
+def serving_ada(tmp_path, workers: int):
+    """Serve `make serve`'s server with a one-row directory naming ALICE Ada; yield (server, directory, log)."""
+    directory, log = tmp_path / "callers.csv", tmp_path / "server.log"
+    directory.write_text("number,name\n+15005550101,Ada\n")
+    with running_server("serve", {**served_settings(workers), "CALLERS_FILE": str(directory)}, log) as server:
+        yield server, directory, log
+
+
 def phone_for(server) -> Simulator:
     return Simulator(HttpTransport(), f"http://127.0.0.1:{server.port}/sms", token=TOKEN)
 
@@ -52,11 +61,7 @@ def kill_a_worker_and_wait_for_its_replacement(server, workers: int) -> None:
 
 
 def test_a_worker_killed_after_a_bad_edit_comes_back_with_the_last_good_directory(tmp_path):
-    directory = tmp_path / "callers.csv"
-    directory.write_text("number,name\n+15005550101,Ada\n")
-    env = {**served_settings(2), "CALLERS_FILE": str(directory)}
-    log = tmp_path / "server.log"
-    with running_server("serve", env, log) as server:
+    with serving_ada(tmp_path, workers=2) as (server, directory, log):
         phone = phone_for(server)
         assert phone.send("hi", ALICE, SERVICE).text.split(":")[0].endswith(" Ada")
         wait_until(
@@ -73,10 +78,7 @@ def test_a_worker_killed_after_a_bad_edit_comes_back_with_the_last_good_director
 
 
 def test_a_new_worker_gets_the_newest_good_version_its_predecessor_loaded(tmp_path):
-    directory = tmp_path / "callers.csv"
-    directory.write_text("number,name\n+15005550101,Ada\n")
-    env = {**served_settings(1), "CALLERS_FILE": str(directory)}
-    with running_server("serve", env, tmp_path / "server.log") as server:
+    with serving_ada(tmp_path, workers=1) as (server, directory, _):
         phone = phone_for(server)
         directory.write_text("number,name\n+15005550101,Grace\n")
         settled(directory)
@@ -188,11 +190,7 @@ def test_a_bad_number_is_explained_in_the_services_words_naming_file_and_line(tm
 
 
 def test_an_oversized_edit_is_never_read_and_the_last_good_directory_keeps_serving(tmp_path):
-    directory = tmp_path / "callers.csv"
-    directory.write_text("number,name\n+15005550101,Ada\n")
-    env = {**served_settings(2), "CALLERS_FILE": str(directory)}
-    log = tmp_path / "server.log"
-    with running_server("serve", env, log) as server:
+    with serving_ada(tmp_path, workers=2) as (server, directory, log):
         phone = phone_for(server)
         workers = server.pids()[1:]
         before = {pid: peak_memory_mib(pid) for pid in workers}
@@ -215,11 +213,7 @@ def test_an_oversized_edit_is_never_read_and_the_last_good_directory_keeps_servi
 
 
 def test_a_fifo_in_place_of_the_directory_blocks_no_worker_and_a_regular_file_recovers_it(tmp_path):
-    directory = tmp_path / "callers.csv"
-    directory.write_text("number,name\n+15005550101,Ada\n")
-    env = {**served_settings(2), "CALLERS_FILE": str(directory)}
-    log = tmp_path / "server.log"
-    with running_server("serve", env, log) as server:
+    with serving_ada(tmp_path, workers=2) as (server, directory, log):
         phone = Simulator(HttpTransport(timeout=3), f"http://127.0.0.1:{server.port}/sms", token=TOKEN)
         assert phone.send("hi", ALICE, SERVICE).text.split(":")[0].endswith(" Ada")
         directory.unlink()
